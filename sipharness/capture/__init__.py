@@ -1,0 +1,1 @@
+"""Packet capture (tcpdump or scapy) and pcap analysis for wire-level assertions."""

@@ -1,0 +1,1 @@
+"""Sub-commands of the ``sipharness`` command line, one module each."""

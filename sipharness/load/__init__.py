@@ -1,0 +1,1 @@
+"""Locust integration: SIP users, per-phase statistics, load shapes and saturation reports."""

@@ -1,0 +1,1 @@
+"""Reports: ladder diagrams, credential redaction and Allure attachments."""

@@ -1,0 +1,1 @@
+"""Scenario files: loading, validation, matrix expansion and the plans both runners execute."""

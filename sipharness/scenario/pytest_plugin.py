@@ -1,0 +1,1 @@
+"""pytest plugin of sipharness (registered as the ``sipharness`` entry point)."""
