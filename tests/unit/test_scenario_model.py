@@ -210,7 +210,7 @@ def test_bad_durations_are_refused(text: str | bool) -> None:
 def test_checklist_ids_have_area_and_title() -> None:
     assert CHECKS["AUTH-07"].area == "Digest authentication"
     assert CHECKS["TXN-01"].title.startswith("100 Trying")
-    checklist = Path("/work/shared/CHECKLIST.md")
+    checklist = Path(__file__).resolve().parents[3] / "shared" / "CHECKLIST.md"  # CI: ../shared
     if checklist.exists():
         import re
 

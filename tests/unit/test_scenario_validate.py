@@ -39,8 +39,9 @@ def test_missing_path_fails(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert "no such file or directory" in capsys.readouterr().out
 
 
-def test_list_checks_shows_coverage(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["validate", "--list-checks", str(REPO / "scenarios/auth")]) == 0
+def test_list_checks_shows_coverage(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    shutil.copy(REPO / "scenarios/auth/wrong_credentials.yaml", tmp_path / "one.yaml")
+    assert main(["validate", "--list-checks", str(tmp_path)]) == 0
     out = capsys.readouterr().out.splitlines()
     assert any(line.split()[:2] == ["1", "AUTH-07"] for line in out)
     assert any(line.split()[:2] == ["-", "TXN-02"] for line in out)
