@@ -12,6 +12,8 @@ from sipharness.scenario.checklist import CHECKS
 from sipharness.scenario.variables import Bindings
 
 REPO = Path(__file__).resolve().parents[2]
+# Fixed copies of the format's examples: the catalogue in scenarios/ may change freely.
+SAMPLES = Path(__file__).parent / "scenario_examples"
 EXAMPLES = sorted((REPO / "scenarios").rglob("*.yaml"))
 
 
@@ -41,7 +43,7 @@ def test_every_example_scenario_loads(path: Path) -> None:
 
 
 def test_answered_call_example_has_the_model_the_executor_needs() -> None:
-    s = load_scenario(REPO / "scenarios/invite/answered_call.yaml")
+    s = load_scenario(SAMPLES / "invite/answered_call.yaml")
     assert s.severity == "blocker"
     assert s.requires == ("auth_401", "webhooks", "roster")
     assert s.load == m.LoadSettings(weight=5.0, think_time=2.0)

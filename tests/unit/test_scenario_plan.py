@@ -8,10 +8,12 @@ from sipharness.scenario import expand, load_scenario, skip_reason
 from sipharness.scenario import model as m
 
 REPO = Path(__file__).resolve().parents[2]
+# Fixed copies of the format's examples: the catalogue in scenarios/ may change freely.
+SAMPLES = Path(__file__).parent / "scenario_examples"
 
 
 def test_matrix_expands_to_the_product_in_file_order() -> None:
-    s = load_scenario(REPO / "scenarios/headers/identity_header_case.yaml")
+    s = load_scenario(SAMPLES / "headers/identity_header_case.yaml")
     plans = expand(s)
     assert [p.case_id for p in plans][:3] == [
         "header_case=lower-transport=udp",
@@ -25,7 +27,7 @@ def test_matrix_expands_to_the_product_in_file_order() -> None:
 
 
 def test_plan_bindings_render_matrix_values_into_steps() -> None:
-    s = load_scenario(REPO / "scenarios/headers/identity_header_case.yaml")
+    s = load_scenario(SAMPLES / "headers/identity_header_case.yaml")
     mixed_tcp = next(p for p in expand(s) if p.case_id == "header_case=mixed-transport=tcp")
     b = mixed_tcp.bindings(target_host="127.0.0.1", target_port=5070, room_code="abc-defg-hij")
     send = mixed_tcp.steps[0]
@@ -40,7 +42,7 @@ def test_plan_bindings_render_matrix_values_into_steps() -> None:
 
 
 def test_wrong_credentials_cases_name_each_variant() -> None:
-    s = load_scenario(REPO / "scenarios/auth/wrong_credentials.yaml")
+    s = load_scenario(SAMPLES / "auth/wrong_credentials.yaml")
     plans = expand(s)
     step = plans[0].steps[2]
     assert isinstance(step, m.AnswerChallenge)
@@ -60,7 +62,7 @@ def test_no_matrix_gives_one_plan_with_the_scenario_transport(tmp_path: Path) ->
 
 
 def test_each_run_of_a_plan_gets_its_own_saved_and_random_values() -> None:
-    s = load_scenario(REPO / "scenarios/invite/answered_call.yaml")
+    s = load_scenario(SAMPLES / "invite/answered_call.yaml")
     (plan,) = expand(s)
     one = plan.bindings(target_host="h", target_port=1, room_code="r")
     two = plan.bindings(target_host="h", target_port=1, room_code="r")
@@ -70,7 +72,7 @@ def test_each_run_of_a_plan_gets_its_own_saved_and_random_values() -> None:
 
 
 def test_scenario_needing_what_the_target_lacks_is_skipped_with_a_reason() -> None:
-    s = load_scenario(REPO / "scenarios/invite/answered_call.yaml")
+    s = load_scenario(SAMPLES / "invite/answered_call.yaml")
     reason = skip_reason(s, {"auth_401", "webhooks"})
     assert reason is not None and "roster" in reason and "webhooks" not in reason
     assert skip_reason(s, {"auth_401", "webhooks", "roster", "tls"}) is None
@@ -85,7 +87,7 @@ def test_auth_requirement_is_met_by_either_challenge_style(tmp_path: Path) -> No
 
 
 def test_raw_message_keeps_its_blank_line_and_gets_crlf() -> None:
-    s = load_scenario(REPO / "scenarios/dialog/cancel_and_timers.yaml")
+    s = load_scenario(SAMPLES / "dialog/cancel_and_timers.yaml")
     (plan,) = expand(s)
     raw = next(st for st in plan.steps if isinstance(st, m.Send) and st.raw is not None)
     data = raw.raw_bytes(
