@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
 import pytest
+
+# Importing locust monkey-patches the whole process with gevent (threads, ssl, select), which
+# would change what every later test in this pytest process runs on (scapy's sniffer thread,
+# ssl contexts). Unit tests import sipharness.load only to test its parts, so load locust here
+# once without the patch; real Locust runs are subprocesses and do not inherit the variable.
+os.environ["LOCUST_SKIP_MONKEY_PATCH"] = "1"
+try:
+    import locust  # noqa: F401
+finally:
+    del os.environ["LOCUST_SKIP_MONKEY_PATCH"]
 
 from sipharness.testing import free_port, missing_tool_reason, tools_required
 
