@@ -674,6 +674,12 @@ class _ScenarioBuilder:
 
     def packet(self, index: int, raw: dict[str, Any]) -> m.PacketCheck:
         kind, params = next(iter(raw.items()))
+        fpath: FieldPath = ("packets", index, kind)
+        if kind == "retransmission_schedule":
+            self.ref_step(params["of"], (*fpath, "of"), m.REQUEST_KINDS | {"expect"},
+                          "a request or an expect step")
+        if isinstance(params, dict) and params.get("at_least", 0) > params.get("at_most", 1e9):
+            self.problem((*fpath, "at_most"), "must not be less than at_least")
         return m.PacketCheck(kind, params, index, self.smap.line(("packets", index)))
 
 
