@@ -1,12 +1,19 @@
-"""The SDP a call offers (default audio offer, hold/resume direction) and the far end's
-media address from its answer — the seam where an RTP session attaches to a call."""
+"""The SDP a call offers (default audio offer, hold/resume direction), the far end's media
+address from its answer, and ``CallMedia``: the seam where an RTP session attaches to a call."""
 
 from __future__ import annotations
 
+import socket
 from dataclasses import dataclass, field
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
 
+from sipharness.media.engine import MediaEngine, MediaReport, MediaSession, shared_engine
 from sipharness.sip.grammar import SipParseError
 from sipharness.sip.sdp import DIRECTIONS, STATIC_PAYLOAD_TYPES, SessionDescription, make_offer
+
+if TYPE_CHECKING:
+    from sipharness.agent.call import Call
 
 
 @dataclass(frozen=True)
@@ -70,3 +77,90 @@ def remote_media(answer: bytes) -> MediaEndpoint | None:
         rtpmap = {int(pt): str(known[pt]) for pt in media.formats if pt.isdigit() and pt in known}
         return MediaEndpoint(address, media.port, payloads, rtpmap, parsed.direction(media))
     return None
+
+
+class CallMedia:
+    """One call's RTP: a UDP socket bound before the INVITE, so the offer names the port RTP
+    really arrives on, and the ``MediaSession`` run on it once the call is answered.
+
+    ``start``/``attach`` start G.711 RTP (and RFC 4733 DTMF when negotiated) on the
+    process's shared engine; ``stop`` ends it and returns the ``MediaReport`` (loss, jitter,
+    echo latency, MOS); ``close`` (or leaving the ``with`` block) also closes the socket.
+    RTCP is off by default: the session has this one socket, and reports would leave from it.
+    """
+
+    def __init__(self, host: str = "127.0.0.1", *, engine: MediaEngine | None = None) -> None:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.host = host
+        self.engine = engine
+        self._socket: socket.socket | None = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            self._socket.bind((host, 0))
+        except OSError:
+            self._socket.close()
+            raise
+        self.port = int(self._socket.getsockname()[1])
+        self.session: MediaSession | None = None
+        self.report: MediaReport | None = None
+
+    @property
+    def closed(self) -> bool:
+        return self._socket is None
+
+    def offer(self, *, session_id: int | None = None) -> bytes:
+        """The default audio offer (PCMU, PCMA, telephone-event, ptime 20) on this port."""
+        return default_offer(self.host, self.port, session_id=session_id)
+
+    def start(self, local_sdp: bytes, remote_sdp: bytes, **options: Any) -> MediaSession:
+        """Start RTP for our SDP and the far end's (offer and answer, either way round).
+        ``options`` go to ``MediaSession``. Raises ``MediaNegotiationError`` when the two
+        leave no G.711 audio stream, ``RuntimeError`` when closed or already started."""
+        if self._socket is None:
+            raise RuntimeError("the call's media is closed")
+        if self.session is not None:
+            raise RuntimeError("the call's media is already started; use update()")
+        options.setdefault("rtcp", False)
+        engine = self.engine or shared_engine()
+        session = MediaSession.from_sdp(engine, local_sdp, remote_sdp, local=self._socket,
+                                        **options)  # fmt: skip
+        self.session = session.start()
+        return session
+
+    def attach(self, call: Call, **options: Any) -> MediaSession | None:
+        """Start RTP towards an answered call's far end (its 2xx SDP against the offer the
+        call sent); None when the call has no offer or no answer with SDP."""
+        answer = call.answer.body if call.answer is not None else b""
+        if not call.local_sdp or not answer:
+            return None
+        return self.start(call.local_sdp, answer, **options)
+
+    def update(self, local_sdp: bytes, remote_sdp: bytes) -> None:
+        """Apply a re-INVITE's offer/answer; SSRC, sequence and timestamp continue."""
+        if self.session is None:
+            raise RuntimeError("the call's media is not started")
+        self.session.update_from_sdp(local_sdp, remote_sdp)
+
+    def stop(self) -> MediaReport | None:
+        """Stop RTP (idempotent); the session's final report, None if it never started."""
+        if self.session is not None and self.report is None:
+            self.session.stop()
+            self.report = self.session.stats()
+        return self.report
+
+    def close(self) -> None:
+        """Stop RTP and close the socket. Idempotent."""
+        self.stop()
+        if self._socket is not None:
+            self._socket.close()
+            self._socket = None
+
+    def __enter__(self) -> CallMedia:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
