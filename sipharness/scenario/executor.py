@@ -486,7 +486,7 @@ class ScenarioRun:
         if step.raw is not None:
             text = self.render(step.raw) or ""
             data = text.replace("\r\n", "\n").replace("\n", "\r\n").encode("utf-8")
-            if not data.endswith(b"\r\n\r\n"):
+            if b"\r\n\r\n" not in data:  # headers only: end them; never append after a body
                 data += b"\r\n" if data.endswith(b"\r\n") else b"\r\n\r\n"
             call.send_bytes(data)
             sent = self.record_sent(step, None, data)

@@ -194,12 +194,15 @@ def _step_match(facts: CallFacts, step_id: str, status: int | str | None
 
 def default_timer(match: MessageMatch, transport: str) -> str:
     """The RFC 3261 schedule of a message: none over TCP/TLS, the 2xx schedule for a 2xx to
-    INVITE, Timer G for other INVITE finals, Timer A for an INVITE, E for other requests."""
+    INVITE, Timer G for other INVITE finals, none for responses to other requests (a server
+    non-INVITE transaction only answers retransmitted requests, §17.2.2), Timer A for an
+    INVITE, E for other requests."""
     if transport != "udp":
         return "none"
     if match.status is not None:
-        invite = (match.cseq_method or "").upper() == "INVITE"
-        return "2xx" if invite and str(match.status).startswith("2") else "G"
+        if (match.cseq_method or "INVITE").upper() != "INVITE":
+            return "none"
+        return "2xx" if str(match.status).startswith("2") else "G"
     return "A" if (match.method or "").upper() == "INVITE" else "E"
 
 

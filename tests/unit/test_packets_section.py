@@ -11,6 +11,7 @@ import pytest
 
 from sipharness.capture import Trace
 from sipharness.capture.analysis import RtpPacket, SipPacket
+from sipharness.capture.assertions import MessageMatch
 from sipharness.scenario import packets
 from sipharness.scenario.executor import Target
 from sipharness.scenario.loader import load_scenario
@@ -280,3 +281,20 @@ def test_the_capture_filter_compiles_and_keeps_ip_fragments(
                           text=True, timeout=10, check=False)
     assert done.returncode == 0, done.stderr
     assert "ip[6:2] & 0x1fff != 0" in bpf  # later fragments carry no UDP port
+
+
+@pytest.mark.parametrize(
+    ("match", "transport", "timer"),
+    [
+        (MessageMatch(status=200, cseq_method="INVITE"), "udp", "2xx"),
+        (MessageMatch(status=401, cseq_method="INVITE"), "udp", "G"),
+        (MessageMatch(status=200, cseq_method="BYE"), "udp", "none"),
+        (MessageMatch(method="INVITE"), "udp", "A"),
+        (MessageMatch(method="BYE"), "udp", "E"),
+        (MessageMatch(status=401, cseq_method="INVITE"), "tcp", "none"),
+    ],
+)
+def test_default_retransmission_timer_follows_rfc_3261_section_17(
+    match: MessageMatch, transport: str, timer: str
+) -> None:
+    assert packets.default_timer(match, transport) == timer
