@@ -20,15 +20,19 @@ With no --sip-target, the embedded mock bridge is started for the run and its we
 roster are observed. Against any other target, name a target profile so checks that cannot
 apply there are skipped with a reason instead of failing.
 
-Every option also has an environment variable (SIPHARNESS_TARGET, SIPHARNESS_TRANSPORT,
-SIPHARNESS_USERNAME, SIPHARNESS_PASSWORD, SIPHARNESS_ROOM_CODE, SIPHARNESS_PROFILE); options
-win over the environment. Arguments after '--' go to pytest unchanged.
+The target options also read environment variables (SIPHARNESS_TARGET, SIPHARNESS_TRANSPORT,
+SIPHARNESS_USERNAME, SIPHARNESS_PASSWORD, SIPHARNESS_ROOM_CODE, SIPHARNESS_PROFILE,
+SIPHARNESS_BRIDGE_FAULTS); options win over the environment. Give the password through
+SIPHARNESS_PASSWORD in CI so it never shows in a process list or a log. Without
+--target-profile the profile is 'mock' for the embedded bridge and 'generic-uas' for any
+other target. Arguments after '--' go to pytest unchanged.
 
 examples:
   sipharness conformance
   sipharness conformance -k auth
   sipharness conformance --sip-target staging.example.net:5060 --target-profile 100ms \\
       --sip-username trunk --sip-password "$PASS" --room-code abc-defg-hij
+  sipharness conformance --bridge-fault no-2xx-retransmit -k retransmission
   sipharness conformance -- -m "check_AUTH_03" -x
 
 exit status: pytest's (0 all passed, 1 some failed, 2 interrupted or collection errors,
@@ -37,11 +41,19 @@ exit status: pytest's (0 all passed, 1 some failed, 2 interrupted or collection 
 
 PASS_THROUGH = (
     ("--sip-target", "HOST:PORT of the bridge (default: start the mock bridge)"),
-    ("--sip-transport", "udp, tcp or tls (default udp)"),
+    (
+        "--sip-transport",
+        "udp, tcp or tls, for scenarios that name none (default udp; "
+        "tls needs --sip-target: the mock bridge has no TLS listener)",
+    ),
     ("--sip-username", "digest username"),
     ("--sip-password", "digest password (never printed or reported)"),
     ("--room-code", "room code to dial (the Request-URI user part)"),
-    ("--target-profile", "mock, 100ms, generic-uas, or a path to a profile YAML"),
+    (
+        "--target-profile",
+        "mock, 100ms, generic-uas, or a path to a profile YAML "
+        "(default: mock without --sip-target, else generic-uas)",
+    ),
 )
 
 
@@ -59,26 +71,49 @@ def project_root(start: Path) -> Path:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     for flag, text in PASS_THROUGH:
         parser.add_argument(flag, metavar=flag.removeprefix("--").split("-")[-1].upper(), help=text)
+    parser.add_argument(
+        "--bridge-fault",
+        action="append",
+        metavar="NAME",
+        help="embedded mock bridge only: switch on a fault (repeatable; "
+        "'sipharness bridge --list-faults' lists them)",
+    )
     parser.add_argument("-k", metavar="EXPR", help="select scenarios by name (pytest -k)")
     parser.add_argument("-m", metavar="MARKEXPR", help="select by marker, e.g. 'auth and not slow'")
     parser.add_argument(
         "-n",
         "--workers",
         default=os.environ.get("SIPHARNESS_WORKERS", "8"),
-        help="scenarios run concurrently in this many worker processes (default 8; 0 = one "
-        "process). Scenarios mostly wait on SIP timers, so more workers than cores is right",
+        help="scenarios run concurrently in this many worker processes (default 8, or "
+        "SIPHARNESS_WORKERS; 0 = one process). Scenarios mostly wait on SIP timers, so more "
+        "workers than cores is right",
     )
     parser.add_argument(
-        "--results-dir", type=Path, default=Path("allure-results"), help="default allure-results"
+        "--results-dir",
+        type=Path,
+        default=Path("allure-results"),
+        help="where Allure results go, relative to the checkout root (default allure-results)",
     )
     parser.add_argument(
-        "--report-dir", type=Path, default=Path("allure-report"), help="default allure-report"
+        "--report-dir",
+        type=Path,
+        default=Path("allure-report"),
+        help="where the HTML report goes, relative to the checkout root (default allure-report)",
     )
     parser.add_argument("--no-html", action="store_true", help="write allure-results only")
     parser.add_argument("pytest_args", nargs=argparse.REMAINDER, help="after '--': for pytest")
 
 
 def run(args: argparse.Namespace) -> int:
+    target = args.sip_target or os.environ.get("SIPHARNESS_TARGET")
+    transport = args.sip_transport or os.environ.get("SIPHARNESS_TRANSPORT")
+    if transport == "tls" and not target:
+        print(
+            "sipharness conformance: --sip-transport tls needs --sip-target: the embedded "
+            "mock bridge listens on UDP and TCP only",
+            file=sys.stderr,
+        )
+        return 2
     root = project_root(Path.cwd().resolve())
     results = (root / args.results_dir).resolve()
     report = (root / args.report_dir).resolve()
@@ -99,6 +134,8 @@ def run(args: argparse.Namespace) -> int:
             env["SIPHARNESS_PASSWORD"] = value  # kept off the command line (ps, CI logs)
         else:
             command.append(f"{flag}={value}")
+    for fault in args.bridge_fault or ():
+        command.append(f"--bridge-fault={fault}")
     if args.k:
         command += ["-k", args.k]
     if args.m:
