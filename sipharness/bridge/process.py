@@ -221,11 +221,14 @@ class MockBridge:
                 raise BridgeStartError(f"the bridge exited with {self.returncode}:\n"
                                        f"{self.log_text()[-4000:]}")
             time.sleep(0.05)
-        self._terminate()
+        self.stop()
         raise BridgeStartError(f"the bridge was not ready within {self.startup_timeout:g}s:\n"
                                f"{self.log_text()[-4000:]}")
 
-    def _terminate(self) -> int | None:
+    def stop(self) -> int | None:
+        """SIGTERM (calls get BYE, leave webhooks are delivered), then kill after stop_timeout.
+
+        Returns the exit status (0 after a clean stop); stopping twice is harmless."""
         proc = self._proc
         if proc is None:
             return self.returncode
@@ -240,14 +243,8 @@ class MockBridge:
         self._proc = None
         return self.returncode
 
-    def stop(self) -> int | None:
-        """SIGTERM (calls get BYE, leave webhooks are delivered), then kill after stop_timeout.
-
-        Returns the exit status (0 after a clean stop)."""
-        code = self._terminate()
-        return code
-
     def running(self) -> bool:
+        """True while the bridge process is alive."""
         return self._proc is not None and self._proc.poll() is None
 
     def cleanup(self) -> None:

@@ -528,11 +528,12 @@ class Bridge:
         return self._response(cancel, 200, "OK", call.to_tag)
 
     def _check_rtp(self) -> None:
-        """End answered calls whose caller has sent no RTP for media.rtp_timeout (DLG-13)."""
+        """End confirmed calls whose caller has sent no RTP for media.rtp_timeout since the ACK
+        or its last packet (DLG-13)."""
         limit = self.config.rtp_timeout or 0.0
         now = time.monotonic()
         for call in list(self.calls.values()):
-            if call.state in ("answered", "confirmed") and call.media is not None \
+            if call.state == "confirmed" and call.media is not None \
                     and now - call.media.last_rx > limit:
                 self._send_bye(call, f'SIP ;cause=408 ;text="no RTP for {limit:g} s"')
                 self._end(call, "rtp timeout")
@@ -540,6 +541,8 @@ class Bridge:
     def on_ack(self, call: Call) -> None:
         if call.state == "answered":
             call.state = "confirmed"
+            if call.media is not None:  # the no-RTP clock (DLG-13) runs from the ACK on
+                call.media.last_rx = time.monotonic()
 
     def on_cancel(self, call: Call) -> None:
         if call.state != "proceeding":
