@@ -143,15 +143,15 @@ def test_a_port_reserved_for_the_offer_is_where_rtp_is_received(
     offered: list[int] = []
     build_offer = ScenarioRun.offer
 
-    def offer_on_reserved_port(run: ScenarioRun, spec: m.SdpSpec | None,
-                               default: bool) -> bytes | None:  # fmt: skip
+    def offer_seen(run: ScenarioRun, spec: m.SdpSpec | None,
+                   default: bool) -> bytes | None:  # fmt: skip
         body = build_offer(run, spec, default)
-        if body is None or b"m=audio 9 " not in body:
-            return body
-        offered.append(offer_port(run))
-        return body.replace(b"m=audio 9 ", f"m=audio {offered[-1]} ".encode())
+        if body is not None and (port := re.search(rb"^m=audio (\d+) ", body, re.M)):
+            offered.append(int(port.group(1)))
+            assert offered[-1] == offer_port(run) != 9  # the reserved port, not the discard port
+        return body
 
-    monkeypatch.setattr(ScenarioRun, "offer", offer_on_reserved_port)
+    monkeypatch.setattr(ScenarioRun, "offer", offer_seen)
     run = execute(plan_of(MEDIA / "dtmf.yaml"), echo_bridge)
     (report,) = media_reports(run)
     assert offered and report.local == ("127.0.0.1", offered[0])
