@@ -12,6 +12,8 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
+from sipharness.target import parse_target_address
+
 TARGET_OPTIONS: tuple[tuple[str, str, str], ...] = (
     ("--sip-target", "SIPHARNESS_TARGET",
      "HOST:PORT of the bridge to load (default: start the mock bridge on loopback)"),
@@ -102,24 +104,12 @@ class Target:
         return f"{host}:{self.port}"
 
 
-def parse_host_port(text: str, default_port: int = 5060) -> tuple[str, int]:
-    """``host``, ``host:port``, ``[v6]:port`` -> (host, port)."""
-    text = text.strip()
-    if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
-        return host, int(rest[1:]) if rest.startswith(":") else default_port
-    if text.count(":") == 1:
-        host, port = text.split(":")
-        return host, int(port)
-    return text, default_port
-
-
 def target_from(options: Any) -> Target | None:
     """The target named by parsed options, None when no ``--sip-target`` was given."""
     address = getattr(options, "sip_target", "") or ""
     if not address:
         return None
-    host, port = parse_host_port(address)
+    host, port = parse_target_address(address)
     return Target(host, port, (options.sip_transport or "udp").lower(),
                   options.sip_username or "", options.sip_password or "",
                   options.room_code or "")  # fmt: skip

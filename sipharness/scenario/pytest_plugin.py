@@ -213,14 +213,13 @@ def target_profile(config: pytest.Config) -> TargetProfile:
 
 
 def parse_hostport(text: str) -> tuple[str, int]:
-    """``host:port``, ``[v6]:port`` or ``host`` (port 5060)."""
-    m = re.fullmatch(r"\[(?P<v6>[^\]]+)\](?::(?P<p6>\d+))?|(?P<host>[^:]+)(?::(?P<port>\d+))?",
-                     text.strip())
-    if m is None:
-        raise pytest.UsageError(f"--sip-target: expected HOST:PORT, got {text!r}")
-    host = m.group("v6") or m.group("host")
-    port = m.group("p6") or m.group("port") or "5060"
-    return host, int(port)
+    """``host:port``, ``[v6]:port`` or ``host`` (port 5060); a usage error otherwise."""
+    from sipharness.target import parse_target_address
+
+    try:
+        return parse_target_address(text)
+    except ValueError as exc:
+        raise pytest.UsageError(f"--sip-target: {exc}") from None
 
 
 def bridge_faults(config: pytest.Config) -> list[str]:

@@ -11,7 +11,7 @@ import pytest
 from sipharness.agent import CallRecord
 from sipharness.load.calls import CallCounters, CallTotals
 from sipharness.load.dialin import LoadPlanError, as_load_plan, load_plans
-from sipharness.load.options import HoldTime, parse_host_port, parse_weights, target_from
+from sipharness.load.options import HoldTime, parse_weights, target_from
 from sipharness.load.phases import (
     CHALLENGE,
     HOLD,
@@ -26,6 +26,7 @@ from sipharness.load.report import add_to_html_report, html_section
 from sipharness.load.saturation import Saturation, percentile, udp_counters
 from sipharness.load.shapes import judge_step, percentile_between
 from sipharness.scenario import expand, load_scenario
+from sipharness.target import parse_target_address
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -47,8 +48,8 @@ def test_bad_hold_times_are_refused_with_the_option_name(text: str) -> None:
 
 
 def test_target_options() -> None:
-    assert parse_host_port("[::1]:5070") == ("::1", 5070)
-    assert parse_host_port("bridge.example") == ("bridge.example", 5060)
+    assert parse_target_address("[::1]:5070") == ("::1", 5070)
+    assert parse_target_address("bridge.example") == ("bridge.example", 5060)
     options = argparse.Namespace(sip_target="127.0.0.1:5080", sip_transport="TCP",
                                  sip_username="u", sip_password="p", room_code="abc")
     target = target_from(options)
