@@ -32,12 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"sipharness {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, module_name in COMMANDS.items():
-        try:
-            module = importlib.import_module(f"sipharness.commands.{module_name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"sipharness.commands.{module_name}":
-                raise
-            continue
+        module = importlib.import_module(f"sipharness.commands.{module_name}")
         p = sub.add_parser(
             name,
             help=module.HELP,

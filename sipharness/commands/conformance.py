@@ -54,6 +54,11 @@ PASS_THROUGH = (
         "mock, 100ms, generic-uas, or a path to a profile YAML "
         "(default: mock without --sip-target, else generic-uas)",
     ),
+    (
+        "--sip-capture",
+        "always (default: capture every test, attach its redacted pcap and ladder), "
+        "packets (only scenarios with a packets: section) or never",
+    ),
 )
 
 
@@ -63,8 +68,8 @@ def project_root(start: Path) -> Path:
         if (folder / "scenarios").is_dir() and (folder / "conformance").is_dir():
             return folder
     raise SystemExit(
-        "sipharness conformance: run it inside a sipharness checkout "
-        f"(no scenarios/ and conformance/ at or above {start})"
+        f"sipharness conformance: no folder at or above {start} holds both scenarios/ and "
+        "conformance/; run it inside a sipharness checkout"
     )
 
 
