@@ -1,5 +1,5 @@
-"""The ``packets:`` section of a scenario: capture one test's SIP and RTP traffic, then run
-its wire checks on the capture and report each failure by file:line and what the wire showed.
+"""Capture one scenario test's SIP and RTP traffic, attach it (redacted, with its ladder) to
+Allure, and run the plan's ``packets:`` wire checks on it, reporting each failure by file:line.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ from sipharness.capture.analysis import (
     sdp_media_addresses,
     sip_label,
 )
+from sipharness.capture.flows import Flow, flow, keep_flows
 from sipharness.scenario import model as m
 from sipharness.scenario.checklist import CHECKS
 from sipharness.sip.message import Request, Response, SipParseError
@@ -56,6 +57,9 @@ RPORT_HINT = (
     "equals the sent-by host, and rport= with the source port)"
 )
 EVIDENCE_LINES = 8
+SETTLE = 0.05
+"""Seconds the capture keeps reading after the test before it stops: loopback delivers at
+once, so late packets only need the capturer's buffer drained."""
 SIP_CHECKS = frozenset({"retransmission_schedule", "rport", "max_datagram", "fragmentation"})
 """Checks that read SIP messages, which a capture cannot see inside TLS."""
 
@@ -423,25 +427,66 @@ def capture_filter(host: str, sip_ports: Iterable[int], rtp: tuple[int, int]) ->
     return f"(host {host} and ({sip} or {fragments})) or (udp portrange {rtp[0]}-{rtp[1]})"
 
 
+CAPTURE_MODES = ("always", "packets", "never")
+"""``--sip-capture``: capture every test (default), only tests with ``packets:``, or none."""
+
+
+def capture_mode(value: str | None) -> str:
+    """The ``--sip-capture`` mode named by ``value`` (None: always); ValueError otherwise."""
+    mode = (value or "always").strip().lower()
+    if mode not in CAPTURE_MODES:
+        raise ValueError(f"expected always, packets or never, got {value!r}")
+    return mode
+
+
+def target_facts(trace: Trace, target_sip: str, transport: str) -> CallFacts:
+    """Facts for a run that left nothing behind (its steps raised): every Call-ID the
+    capture shows to or from the target's SIP address during the test."""
+    facts = CallFacts(target_sip=target_sip, transport=transport)
+    for packet in trace.sip:
+        call_id = _call_id(packet) if target_sip in (packet.src, packet.dst) else None
+        if call_id:
+            facts.call_ids.add(call_id)
+    return facts
+
+
+def call_flows(trace: Trace, facts: CallFacts) -> set[Flow]:
+    """The UDP/TCP flows of this test's SIP and RTP in ``trace``."""
+    ours = call_trace(trace, facts)
+    packets: list[SipPacket | RtpPacket] = [*ours.sip, *ours.rtp]
+    return {flow(p.src, p.dst) for p in packets}
+
+
 class WireCapture:
-    """Captures one test's traffic when its plan has a ``packets:`` section.
+    """Captures one test's traffic: every test (mode ``always``), only one whose plan has a
+    ``packets:`` section (``packets``), or none (``never``).
 
     Use as ``with capture_for(plan, target, transport) as wire: run = execute(...)`` then
-    ``wire.check(run)``. Leaving the block stops the capture and attaches the redacted pcap
-    and its ladder to Allure. Without capture privilege the test's steps still run and
-    ``check`` skips with how to enable capture; in CI (SIPHARNESS_REQUIRE_TOOLS=1) entering
-    fails at once.
+    ``wire.check(run)``. The redacted pcap of the test's own calls (by Call-ID, with the RTP
+    their SDP announced) and its ladder are attached to Allure whether the test passes or
+    fails. Without capture privilege a test without ``packets:`` runs as usual with a
+    "not captured: <reason>" note; one with ``packets:`` still runs its steps, then
+    ``check`` skips with how to enable capture, and in CI (SIPHARNESS_REQUIRE_TOOLS=1)
+    entering fails at once.
     """
 
-    def __init__(self, plan: Plan, target: Target, transport: str) -> None:
+    def __init__(self, plan: Plan, target: Target, transport: str, mode: str = "always"
+                 ) -> None:  # fmt: skip
         self.plan = plan
         self.target = target
         self.transport = transport
-        self.active = bool(plan.scenario.packets)
-        self.unavailable: str | None = None
+        self.mode = capture_mode(mode)
+        self.checks = bool(plan.scenario.packets)
+        self.active = self.mode != "never" and (self.checks or self.mode == "always")
+        self.unavailable: str | None = None if self.mode != "never" else (
+            "capture is off (--sip-capture never)")
         self.capture: Capture | None = None
         self.path: Path | None = None
         self.results: list[PacketResult] = []
+
+    @property
+    def target_sip(self) -> str:
+        return endpoint(wire_address(self.target.host), self.target.port_for(self.transport))
 
     def filter(self) -> str:
         ports = {self.target.port_for(self.transport), *self.target.extra_ports.values()}
@@ -458,7 +503,7 @@ class WireCapture:
             os.close(fd)
             self.path = Path(name)
             interface = capture_interface(wire_address(self.target.host))
-            self.capture = Capture(interface, self.filter(), self.path)
+            self.capture = Capture(interface, self.filter(), self.path, settle=SETTLE)
             try:
                 self.capture.start()
             except CaptureError as exc:
@@ -466,7 +511,7 @@ class WireCapture:
                 self._discard()
         if self.capture is None:
             self.unavailable = reason
-            if tools_required():
+            if self.checks and tools_required():
                 import pytest
 
                 pytest.fail(f"SIPHARNESS_REQUIRE_TOOLS=1 and packet capture is unavailable: "
@@ -479,12 +524,39 @@ class WireCapture:
             return
         try:
             self.capture.stop()
-            if self.path is not None:
-                attach_capture(self.path, "capture")
         finally:
             self.capture = None
-            if exc_type is not None:
-                self._discard()
+        if exc_type is None:
+            return
+        from sipharness.report import allure as report
+
+        try:
+            if self.path is not None:
+                trace = read_pcap(self.path)
+                self._attach(trace, target_facts(trace, self.target_sip, self.transport))
+        except Exception as err:  # the steps' own failure is what the test must report
+            report.attach_text("capture", f"not attached: {type(err).__name__}: {err}")
+        finally:
+            self._discard()
+
+    def _attach(self, trace: Trace, facts: CallFacts) -> None:
+        """Attach the redacted pcap of this test's flows and its ladder (or, when that
+        breaks, why not: a broken attachment must not hide the test's own outcome)."""
+        from sipharness.report import allure as report
+
+        assert self.path is not None
+        selected = self.path.with_name(self.path.stem + "-call.pcap")
+        try:
+            if self.transport == "tls":  # no Call-ID or SDP to select by: the whole capture
+                attach_capture(self.path, "capture")
+            else:
+                keep_flows(self.path, selected, call_flows(trace, facts))
+                attach_capture(selected, "capture")
+        except (OSError, ValueError, subprocess.SubprocessError) as exc:
+            report.attach_text("capture", f"not attached: {type(exc).__name__}: {exc}")
+        finally:
+            with suppress(OSError):
+                selected.unlink()
 
     def _discard(self) -> None:
         if self.path is not None:
@@ -493,20 +565,26 @@ class WireCapture:
             self.path = None
 
     def check(self, run: ScenarioRun) -> list[PacketResult]:
-        """Run the ``packets:`` checks on the capture; raise PacketCheckFailed listing every
-        failure. Skips (with how to enable capture) when nothing could be captured."""
-        if not self.active:
-            return []
-        if self.path is None:
-            import pytest
-
-            pytest.skip(f"packets: checks skipped: {self.unavailable}")
+        """Attach the capture, then run the ``packets:`` checks on it; raise
+        PacketCheckFailed listing every failure. Without a capture: a test with ``packets:``
+        skips (with how to enable capture), others note why nothing was captured."""
         from sipharness.report import allure as report
 
+        if self.path is None:
+            if self.checks:
+                import pytest
+
+                pytest.skip(f"packets: checks skipped: {self.unavailable}")
+            if self.unavailable is not None and self.mode != "never":
+                report.attach_text("capture", f"not captured: {self.unavailable}")
+            return []
         try:
+            trace = read_pcap(self.path)
+            facts = CallFacts.from_run(run)
+            self._attach(trace, facts)
+            if not self.checks:
+                return []
             with report.step(f"packets: {len(self.plan.scenario.packets)} wire check(s)"):
-                trace = read_pcap(self.path)
-                facts = CallFacts.from_run(run)
                 self.results = evaluate(self.plan.scenario.packets, trace, facts,
                                         target_timers(self.target))
                 report.attach_text("packet checks",
@@ -519,6 +597,8 @@ class WireCapture:
         return self.results
 
 
-def capture_for(plan: Plan, target: Target, transport: str) -> WireCapture:
-    """The capture context for one test of ``plan`` against ``target``."""
-    return WireCapture(plan, target, transport)
+def capture_for(plan: Plan, target: Target, transport: str, mode: str = "always"
+                ) -> WireCapture:  # fmt: skip
+    """The capture context for one test of ``plan`` against ``target`` in the
+    ``--sip-capture`` ``mode`` (always, packets, never)."""
+    return WireCapture(plan, target, transport, mode)

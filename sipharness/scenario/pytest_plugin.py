@@ -37,6 +37,9 @@ OPTIONS: tuple[tuple[str, str, str], ...] = (
     ("--target-profile", "SIPHARNESS_PROFILE",
      "mock, 100ms, generic-uas or a profile YAML path: what the target offers "
      "(default: mock without --sip-target, generic-uas with one)"),
+    ("--sip-capture", "SIPHARNESS_CAPTURE",
+     "always (default): capture every test and attach its redacted pcap and ladder; "
+     "packets: only tests with a packets: section; never"),
 )
 FAULTS_ENV = "SIPHARNESS_BRIDGE_FAULTS"
 TARGET_KEY = pytest.StashKey["TargetSession"]()
@@ -95,6 +98,14 @@ def pytest_configure(config: pytest.Config) -> None:
         from sipharness.report.redact import register_secret
 
         register_secret(password)
+    capture = option(config, "--sip-capture")
+    if capture is not None:
+        from sipharness.scenario.packets import capture_mode
+
+        try:
+            capture_mode(capture)
+        except ValueError as exc:
+            raise pytest.UsageError(f"--sip-capture: {exc}") from None
 
 
 # -- collection ------------------------------------------------------------------------------
@@ -349,7 +360,8 @@ class ScenarioItem(pytest.Item):
         report.label_plan(self.plan, target=f"{target.host}:{target.port_for(transport)}",
                           profile=target.profile.name, transport=transport)
         try:
-            with capture_for(self.plan, target, transport) as wire:
+            with capture_for(self.plan, target, transport,
+                             option(self.config, "--sip-capture") or "always") as wire:
                 run = execute(self.plan, target, transport=transport)
             wire.check(run)
         except (ExpectationFailed, PacketCheckFailed, pytest.skip.Exception):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import textwrap
@@ -19,11 +20,11 @@ from pathlib import Path
 import pytest
 
 from sipharness.bridge.process import MockBridge
-from sipharness.capture import require_capture
-from sipharness.scenario.executor import Target, execute
+from sipharness.capture import read_pcap, require_capture, sip_label
+from sipharness.scenario.executor import ExpectationFailed, Target, execute
 from sipharness.scenario.loader import load_scenario
 from sipharness.scenario.packets import PacketCheckFailed, PacketResult, capture_for
-from sipharness.scenario.plan import expand
+from sipharness.scenario.plan import Plan, expand
 from sipharness.scenario.profiles import TargetProfile
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -308,3 +309,150 @@ def test_rtp_flow_fails_when_the_bridge_sends_no_rtp(
     # media mode none answers m=audio 9: nothing comes back, nothing goes to the RTP range
     assert first.startswith("scenarios/packets/x.yaml:14 packets[0].rtp_flow: no RTP to caller;")
     assert first.endswith("the wire showed no RTP")
+
+
+# -- every test is captured (not only those with packets:) -----------------------------------
+
+PLAIN_CALL = HEAD.replace("TXN-05", "AUTH-01") + textwrap.dedent("""\
+    steps:
+      - send: {method: INVITE}
+      - expect: {status: 401, within: 2s}
+      - answer_challenge: correct
+      - expect: {status: 200, within: 5s}
+      - ack
+      - bye
+      - expect: {status: 200, within: 2s}
+    """)
+DIGEST_VALUE = re.compile(rb'(?i)\b(response|cnonce)\s*=\s*"?(?!\[REDACTED\])[0-9a-z+/=]{8,}')
+
+
+def test_a_scenario_without_packets_gets_its_redacted_pcap_and_ladder_attached(
+        tmp_path: Path, capture_backend: str) -> None:
+    scenarios = tmp_path / "scenarios"
+    scenarios.mkdir()
+    shutil.copy(ROOT / "sipharness" / "scenario" / "schema.json", scenarios / "schema.json")
+    (scenarios / "plain.yaml").write_text(PLAIN_CALL, encoding="utf-8")
+    password = "Wire-secret-77x"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SIPHARNESS_")}
+    env["SIPHARNESS_PASSWORD"] = password
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", str(scenarios), "-p", "no:cacheprovider", "-q",
+         "--rootdir", str(tmp_path), "--target-profile", str(write_fast_profile(tmp_path)),
+         "--sip-username", "sipharness", "--alluredir", str(tmp_path / "allure")],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    (pcap,) = (tmp_path / "allure").glob("*-attachment.pcap")
+    data = pcap.read_bytes()
+    assert data.count(b"INVITE sip:") >= 2 and b"SIP/2.0 200 OK" in data and b"BYE sip:" in data
+    assert b'response="[REDACTED]' in data  # the authenticated INVITE and BYE, rewritten
+    assert DIGEST_VALUE.search(data) is None
+    assert password.encode() not in data
+    (result,) = (tmp_path / "allure").glob("*-result.json")
+    names = re.findall(r'"name": "(capture[^"]*)"', result.read_text(encoding="utf-8"))
+    assert sorted(names) == ["capture ladder", "capture ladder (text)", "capture.pcap"]
+
+
+@pytest.fixture
+def attached(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[Path]:
+    """Copies of the pcaps the capture attaches (Allure records nothing outside its plugin)."""
+    copies: list[Path] = []
+
+    def keep(path: str | Path, name: str = "capture") -> None:
+        copies.append(tmp_path / f"attached-{len(copies)}.pcap")
+        shutil.copy(path, copies[-1])
+
+    monkeypatch.setattr("sipharness.scenario.packets.attach_capture", keep)
+    return copies
+
+
+def plain_plan(tmp_path: Path, text: str = PLAIN_CALL) -> Plan:
+    path = tmp_path / "plain.yaml"
+    path.write_text(text, encoding="utf-8")
+    (plan,) = expand(load_scenario(path, display="scenarios/x/plain.yaml"))
+    return plan
+
+
+def send_stray_options(target: Target) -> None:
+    """An OPTIONS of another caller to the same bridge, answered while the test runs."""
+    call_id = "stray-neighbour-call"
+    request = (f"OPTIONS sip:{target.host}:{target.port} SIP/2.0\r\n"
+               f"Via: SIP/2.0/UDP 127.0.0.1:9;rport;branch=z9hG4bK-stray\r\n"
+               f"From: <sip:stray@127.0.0.1>;tag=stray\r\nTo: <sip:{target.host}>\r\n"
+               f"Call-ID: {call_id}\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\n"
+               f"Content-Length: 0\r\n\r\n")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(2.0)
+        sock.sendto(request.encode(), (target.host, target.port))
+        assert call_id.encode() in sock.recv(65535)
+
+
+def test_the_attached_pcap_holds_only_the_tests_own_calls(
+        tmp_path: Path, mock_target: Target, attached: list[Path]) -> None:
+    plan = plain_plan(tmp_path)
+    with capture_for(plan, mock_target, "udp") as wire:
+        send_stray_options(mock_target)
+        run = execute(plan, mock_target)
+    assert wire.path is not None and b"stray-neighbour-call" in wire.path.read_bytes()
+    assert wire.check(run) == []
+    (pcap,) = attached
+    call_ids = {p.call_id for p in read_pcap(pcap).sip}
+    assert run.call is not None and call_ids == {run.call.call_id}
+
+
+def test_a_failing_scenario_still_gets_its_pcap_attached(
+        tmp_path: Path, mock_target: Target, attached: list[Path]) -> None:
+    plan = plain_plan(tmp_path, PLAIN_CALL.replace("status: 401", "status: 486"))
+    with pytest.raises(ExpectationFailed), capture_for(plan, mock_target, "udp"):
+        execute(plan, mock_target)
+    (pcap,) = attached
+    labels = [sip_label(p) for p in read_pcap(pcap).sip]
+    assert labels[:2] == ["INVITE (CSeq 1)", "401 Unauthorized (INVITE)"], labels
+
+
+@pytest.mark.parametrize("mode", ["never", "packets"])
+def test_capture_can_be_turned_off_for_scenarios_without_packets(
+        tmp_path: Path, mock_target: Target, attached: list[Path], mode: str) -> None:
+    plan = plain_plan(tmp_path)
+    with capture_for(plan, mock_target, "udp", mode) as wire:
+        run = execute(plan, mock_target)
+    assert wire.path is None
+    assert wire.check(run) == []
+    assert attached == []
+
+
+def test_without_capture_privilege_a_scenario_without_packets_runs_and_says_why(
+        tmp_path: Path, mock_target: Target, attached: list[Path],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    notes: list[tuple[str, str]] = []
+    monkeypatch.setattr("sipharness.scenario.packets.capture_available",
+                        lambda: (False, "no privilege to capture as uid 1000"))
+    monkeypatch.setattr("sipharness.report.allure.attach_text",
+                        lambda name, text: notes.append((name, text)))
+    monkeypatch.setenv("SIPHARNESS_REQUIRE_TOOLS", "1")  # only packets: checks need capture
+    plan = plain_plan(tmp_path)
+    with capture_for(plan, mock_target, "udp") as wire:
+        run = execute(plan, mock_target)
+    assert wire.check(run) == []
+    assert ("capture", "not captured: no privilege to capture as uid 1000") in notes
+    assert attached == []
+
+
+def test_an_unknown_capture_mode_is_a_usage_error(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SIPHARNESS_")}
+    env["SIPHARNESS_CAPTURE"] = "sometimes"
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "conformance", "-p", "no:cacheprovider", "-q",
+         "--collect-only"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 4, done.stdout + done.stderr
+    assert "--sip-capture: expected always, packets or never, got 'sometimes'" in done.stderr
+
+
+def test_with_capture_off_a_scenario_with_packets_is_skipped_saying_so(
+        tmp_path: Path, mock_target: Target, attached: list[Path]) -> None:
+    plan = plain_plan(tmp_path, PLAIN_CALL + "packets:\n  - rport: true\n")
+    with capture_for(plan, mock_target, "udp", "never") as wire:
+        run = execute(plan, mock_target)
+    with pytest.raises(pytest.skip.Exception, match=r"capture is off \(--sip-capture never\)"):
+        wire.check(run)
+    assert attached == []
