@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,11 +66,16 @@ class BridgeConfig:
     auth_mode: int = 401
     algorithms: list[str] = field(default_factory=lambda: ["MD5"])
     nonce_lifetime: float = 300.0
+    max_nonces: int = 10000
+    flood_rate: float = 1000.0
+    flood_burst: int = 2000
     credentials: list[Credential] = field(default_factory=list)
     rooms: list[Room] = field(default_factory=list)
     unknown_room_status: int = 404
     mask_keep_last: int = 4
     mask_char: str = "X"
+    trust_pai: bool = False
+    trusted_sources: list[str] = field(default_factory=list)
     webhook_url: str | None = None
     webhook_secret_header: str = "X-Webhook-Secret"
     webhook_secret: str = field(default="", repr=False)
@@ -88,6 +94,8 @@ class BridgeConfig:
     t1: float = 0.5
     t2: float = 4.0
     answer_delay: float = 0.0
+    provisional_repeat: float = 60.0
+    min_se: int = 90
     faults: list[str] = field(default_factory=list)
     source: str = "<defaults>"
 
@@ -104,6 +112,17 @@ class BridgeConfig:
             if cred.username == username:
                 return cred.password
         return None
+
+    def trusts_pai_from(self, host: str) -> bool:
+        """True when a P-Asserted-Identity sent from ``host`` names the caller (HDR-07)."""
+        if not self.trust_pai:
+            return False
+        try:
+            address = ipaddress.ip_address(host.strip("[]"))
+        except ValueError:
+            return False
+        return any(address in ipaddress.ip_network(net, strict=False)
+                   for net in self.trusted_sources)
 
     def has_fault(self, name: str) -> bool:
         """True when the fault ``name`` is switched on."""
@@ -205,7 +224,7 @@ def config_from_mapping(data: Any, source: str = "<dict>",
     """Validate a parsed configuration mapping and build the BridgeConfig."""
     r = _Reader(source, lines or {})
     top = r.mapping(data, "", {"listen", "realm", "auth", "rooms", "unknown_room_status",
-                               "masking", "webhook", "roster", "media", "capacity",
+                               "masking", "identity", "webhook", "roster", "media", "capacity",
                                "timers", "faults"})
     cfg = BridgeConfig(source=source)
     listen = r.mapping(top.get("listen"), "listen",
@@ -219,12 +238,16 @@ def config_from_mapping(data: Any, source: str = "<dict>",
     cfg.tls_key = r.opt_string(listen.get("tls_key"), "listen.tls_key")
     if cfg.tls_port is not None and not (cfg.tls_cert and cfg.tls_key):
         raise r.fail("listen.tls", "TLS needs listen.tls_cert and listen.tls_key")
+    if cfg.udp_port is None and cfg.tcp_port is None and cfg.tls_port is None:
+        raise r.fail("listen", "no SIP listener: udp, tcp and tls are all null (TLS needs "
+                     "listen.tls, listen.tls_cert and listen.tls_key)")
     cfg.workers = r.integer(listen.get("workers", 1), "listen.workers", 1)
     cfg.reuse_port = r.boolean(listen.get("reuse_port", cfg.workers > 1), "listen.reuse_port")
     cfg.realm = r.string(top.get("realm", cfg.realm), "realm")
 
     auth = r.mapping(top.get("auth"), "auth",
-                     {"mode", "algorithms", "nonce_lifetime", "credentials"})
+                     {"mode", "algorithms", "nonce_lifetime", "max_nonces", "flood",
+                      "credentials"})
     cfg.auth_mode = int(r.choice(str(auth.get("mode", "401")), "auth.mode", ("401", "407")))
     algorithms = r.seq(auth.get("algorithms", cfg.algorithms), "auth.algorithms")
     if not algorithms:
@@ -233,6 +256,10 @@ def config_from_mapping(data: Any, source: str = "<dict>",
                       for i, a in enumerate(algorithms)]
     cfg.nonce_lifetime = r.number(auth.get("nonce_lifetime", cfg.nonce_lifetime),
                                   "auth.nonce_lifetime", 0.001)
+    cfg.max_nonces = r.integer(auth.get("max_nonces", cfg.max_nonces), "auth.max_nonces", 1)
+    flood = r.mapping(auth.get("flood"), "auth.flood", {"rate", "burst"})
+    cfg.flood_rate = r.number(flood.get("rate", cfg.flood_rate), "auth.flood.rate", 0.001)
+    cfg.flood_burst = r.integer(flood.get("burst", cfg.flood_burst), "auth.flood.burst", 1)
     for i, item in enumerate(r.seq(auth.get("credentials", []), "auth.credentials")):
         p = f"auth.credentials[{i}]"
         c = r.mapping(item, p, {"username", "password"})
@@ -257,6 +284,17 @@ def config_from_mapping(data: Any, source: str = "<dict>",
     masking = r.mapping(top.get("masking"), "masking", {"keep_last", "mask_char"})
     cfg.mask_keep_last = r.integer(masking.get("keep_last", 4), "masking.keep_last")
     cfg.mask_char = r.string(masking.get("mask_char", "X"), "masking.mask_char")
+
+    identity = r.mapping(top.get("identity"), "identity", {"trust_pai", "trusted_sources"})
+    cfg.trust_pai = r.boolean(identity.get("trust_pai", False), "identity.trust_pai")
+    sources = r.seq(identity.get("trusted_sources", []) or [], "identity.trusted_sources")
+    for i, value in enumerate(sources):
+        p = f"identity.trusted_sources[{i}]"
+        try:
+            ipaddress.ip_network(r.string(value, p), strict=False)
+        except ValueError:
+            raise r.fail(p, "expected an IP address or network (10.0.0.0/8)") from None
+        cfg.trusted_sources.append(value)
 
     hook = r.mapping(top.get("webhook"), "webhook",
                      {"url", "secret_header", "secret", "retries", "app_id", "account_id"})
@@ -295,11 +333,15 @@ def config_from_mapping(data: Any, source: str = "<dict>",
                                        (486, 480, 503)))
     cfg.retry_after = r.integer(cap.get("retry_after", cfg.retry_after), "capacity.retry_after")
 
-    timers = r.mapping(top.get("timers"), "timers", {"t1", "t2", "answer_delay"})
+    timers = r.mapping(top.get("timers"), "timers",
+                       {"t1", "t2", "answer_delay", "provisional_repeat", "min_se"})
     cfg.t1 = r.number(timers.get("t1", cfg.t1), "timers.t1", 0.001)
     cfg.t2 = r.number(timers.get("t2", cfg.t2), "timers.t2", 0.001)
     cfg.answer_delay = r.number(timers.get("answer_delay", cfg.answer_delay),
                                 "timers.answer_delay")
+    cfg.provisional_repeat = r.number(timers.get("provisional_repeat", cfg.provisional_repeat),
+                                      "timers.provisional_repeat", 0.1)
+    cfg.min_se = r.integer(timers.get("min_se", cfg.min_se), "timers.min_se", 1)
 
     faults = r.seq(top.get("faults", []) or [], "faults")
     cfg.faults = [r.choice(f, f"faults[{i}]", tuple(FAULTS)) for i, f in enumerate(faults)]
@@ -350,13 +392,15 @@ def config_to_mapping(cfg: BridgeConfig) -> dict[str, Any]:
                    "workers": cfg.workers, "reuse_port": cfg.reuse_port},
         "realm": cfg.realm,
         "auth": {"mode": str(cfg.auth_mode), "algorithms": list(cfg.algorithms),
-                 "nonce_lifetime": cfg.nonce_lifetime,
+                 "nonce_lifetime": cfg.nonce_lifetime, "max_nonces": cfg.max_nonces,
+                 "flood": {"rate": cfg.flood_rate, "burst": cfg.flood_burst},
                  "credentials": [{"username": c.username, "password": c.password}
                                  for c in cfg.credentials]},
         "rooms": [{"room_code": r.room_code, "room_id": r.room_id, "room_name": r.room_name,
                    "role": r.role, "enabled": r.enabled} for r in cfg.rooms],
         "unknown_room_status": cfg.unknown_room_status,
         "masking": {"keep_last": cfg.mask_keep_last, "mask_char": cfg.mask_char},
+        "identity": {"trust_pai": cfg.trust_pai, "trusted_sources": list(cfg.trusted_sources)},
         "webhook": {"url": cfg.webhook_url, "secret_header": cfg.webhook_secret_header,
                     "secret": cfg.webhook_secret, "retries": list(cfg.webhook_retries),
                     "app_id": cfg.app_id, "account_id": cfg.account_id},
@@ -365,6 +409,7 @@ def config_to_mapping(cfg: BridgeConfig) -> dict[str, Any]:
                   "codecs": list(cfg.codecs), "rtp_timeout": cfg.rtp_timeout},
         "capacity": {"max_calls": cfg.max_calls, "status": cfg.capacity_status,
                      "retry_after": cfg.retry_after},
-        "timers": {"t1": cfg.t1, "t2": cfg.t2, "answer_delay": cfg.answer_delay},
+        "timers": {"t1": cfg.t1, "t2": cfg.t2, "answer_delay": cfg.answer_delay,
+                   "provisional_repeat": cfg.provisional_repeat, "min_se": cfg.min_se},
         "faults": list(cfg.faults),
     }

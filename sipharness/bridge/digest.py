@@ -80,18 +80,26 @@ class DigestVerifier:
     """Issues nonces and checks Authorization headers for one realm.
 
     A nonce is ``<issue-time-hex>.<random-hex>.<hmac>``: the bridge keeps no state to
-    recognise its own nonces, only the highest ``nc`` seen per nonce (bounded) to refuse
-    replays."""
+    recognise its own nonces (a challenge stores nothing), only the highest ``nc`` seen per
+    nonce that passed authentication, to refuse replays. That table is bounded: entries
+    older than the nonce lifetime are dropped (such a nonce only gets ``stale=true`` now)
+    and at most ``max_nonces`` are kept, oldest first out (AUTH-10)."""
 
     realm: str
     algorithms: list[str]
     lifetime: float
     secret: bytes = b""
+    max_nonces: int = 10000
 
     def __post_init__(self) -> None:
         if not self.secret:
             self.secret = os.urandom(16)
-        self._nc_seen: OrderedDict[str, int] = OrderedDict()
+        self._nc_seen: OrderedDict[str, tuple[int, float]] = OrderedDict()
+
+    @property
+    def nonces_held(self) -> int:
+        """How many nonces the replay table holds now."""
+        return len(self._nc_seen)
 
     def new_nonce(self, now: float | None = None) -> str:
         issued = format(int((time.time() if now is None else now) * 1000), "x")
@@ -159,20 +167,26 @@ class DigestVerifier:
             return Verdict.WRONG
         if age > self.lifetime and not ignore_stale:
             return Verdict.STALE
-        if nc and not self._fresh_nc(nonce, nc):
+        if nc and not self._fresh_nc(nonce, nc, now - age, now):
             return Verdict.WRONG
         return Verdict.OK
 
-    def _fresh_nc(self, nonce: str, nc: str) -> bool:
+    def _fresh_nc(self, nonce: str, nc: str, issued: float, now: float) -> bool:
         try:
             count = int(nc, 16)
         except ValueError:
             return False
-        last = self._nc_seen.get(nonce, 0)
+        last, _ = self._nc_seen.get(nonce, (0, issued))
         if count <= last:
             return False
-        self._nc_seen[nonce] = count
-        self._nc_seen.move_to_end(nonce)
-        while len(self._nc_seen) > 50000:
-            self._nc_seen.popitem(last=False)
+        self._nc_seen[nonce] = (count, issued)
+        self._forget_old(now)
         return True
+
+    def _forget_old(self, now: float) -> None:
+        """Drop expired nonces from the front (first use order) and cap the table's size."""
+        while self._nc_seen:
+            _, (_, issued) = next(iter(self._nc_seen.items()))
+            if now - issued <= self.lifetime and len(self._nc_seen) <= self.max_nonces:
+                break
+            self._nc_seen.popitem(last=False)

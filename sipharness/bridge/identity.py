@@ -17,6 +17,7 @@ COMPACT = {"v": "via", "f": "from", "t": "to", "i": "call-id", "m": "contact",
            "e": "content-encoding", "o": "event", "r": "refer-to", "x": "session-expires"}
 
 _USER_RE = re.compile(r"<?\s*(?:sips?|tel):([^@;>?]*)", re.IGNORECASE)
+_DISPLAY_RE = re.compile(r'^\s*(?:"((?:[^"\\]|\\.)*)"|([^<"]*?))\s*<')
 
 
 def raw_headers(text: str) -> list[tuple[str, str]]:
@@ -67,6 +68,23 @@ def caller_user_part(from_value: str) -> str:
     return unquote(match.group(1)) if match else ""
 
 
+def display_name(value: str) -> str:
+    """The display-name of a name-addr (quotes and escapes removed; empty when none)."""
+    match = _DISPLAY_RE.match(value)
+    if not match:
+        return ""
+    if match.group(1) is not None:
+        return re.sub(r"\\(.)", r"\1", match.group(1))
+    return match.group(2).strip()
+
+
+def withholds_identity(headers: list[tuple[str, str]]) -> bool:
+    """True when the INVITE asks for ``Privacy: id`` (RFC 3325 §9.3), among other values."""
+    values = [v for n, v in headers if n.lower() == "privacy"]
+    tokens = [t.strip().lower() for v in values for t in re.split(r"[;,]", v)]
+    return "id" in tokens
+
+
 @dataclass
 class CallerIdentity:
     """Who the caller is in the room."""
@@ -78,23 +96,30 @@ class CallerIdentity:
 
 def caller_identity(headers: list[tuple[str, str]], *, keep_last: int, mask_char: str,
                     case_sensitive: bool = False, decode: bool = True,
-                    mask: bool = True) -> CallerIdentity:
+                    mask: bool = True, trust_pai: bool = False) -> CallerIdentity:
     """Derive user_id / user_name from the INVITE's headers.
 
     The first X-100ms-Display-Name / X-100ms-UserID wins; values are percent-decoded
-    exactly once. Without a (non-empty) display name the peer is named by the masked
-    caller number, or "Anonymous" when the INVITE has ``Privacy: id`` (RFC 3325). Without
-    a user id one is generated: ``sip-<uuid4 hex>``. Identity parameters in the
-    Request-URI (``sip:code;X-100ms-UserID=x``) are ignored: only header fields count."""
-    number = caller_user_part(header_value(headers, "from") or "")
+    exactly once. With ``trust_pai`` (the INVITE came from a trusted trunk) the caller is
+    the one in P-Asserted-Identity (RFC 3325): its number, and its display-name when there
+    is no X-100ms-Display-Name; otherwise the From number. Without a (non-empty) display
+    name the peer is named by the masked caller number. With ``Privacy: id`` the caller's
+    number is withheld everywhere (``number`` is empty) and the peer is "Anonymous" unless
+    X-100ms-Display-Name names it. Without a user id one is generated: ``sip-<uuid4 hex>``.
+    Identity parameters in the Request-URI (``sip:code;X-100ms-UserID=x``) are ignored:
+    only header fields count."""
+    asserted = header_value(headers, "p-asserted-identity") if trust_pai else None
+    number = caller_user_part(asserted or header_value(headers, "from") or "")
     name = header_value(headers, DISPLAY_NAME_HEADER, case_sensitive=case_sensitive)
     user = header_value(headers, USER_ID_HEADER, case_sensitive=case_sensitive)
     if decode:
         name = unquote(name, errors="replace") if name is not None else None
         user = unquote(user, errors="replace") if user is not None else None
-    privacy = (header_value(headers, "privacy") or "").lower()
-    if not name and "id" in [p.strip() for p in privacy.split(";")]:
-        name = "Anonymous"
+    if withholds_identity(headers):
+        number = ""
+        name = name or "Anonymous"
+    if not name and asserted:
+        name = display_name(asserted)
     if not name:
         name = mask_number(number, keep_last, mask_char) if mask else number
     if not user:

@@ -15,41 +15,18 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from sipharness.media import g711
+
 _PTIME = 0.02
 _SAMPLES = 160
 
 
-def _ulaw(sample: int) -> int:
-    bias, clip = 0x84, 32635
-    sign = 0x80 if sample < 0 else 0
-    sample = min(abs(sample), clip) + bias
-    exponent = 7
-    mask = 0x4000
-    while exponent > 0 and not sample & mask:
-        exponent -= 1
-        mask >>= 1
-    mantissa = (sample >> (exponent + 3)) & 0x0F
-    return ~(sign | (exponent << 4) | mantissa) & 0xFF
-
-
-def _alaw(sample: int) -> int:
-    sign = 0x80 if sample >= 0 else 0
-    sample = min(abs(sample), 32635)
-    if sample >= 256:
-        exponent = int(math.log2(sample >> 8)) + 1
-        mantissa = (sample >> (exponent + 3)) & 0x0F
-        value = (exponent << 4) | mantissa
-    else:
-        value = sample >> 4
-    return (value | sign) ^ 0x55
-
-
 def tone_frame(codec: str, index: int, freq: float = 440.0) -> bytes:
     """20 ms of a sine tone (or silence when ``freq`` is 0) in PCMU or PCMA."""
-    encode = _alaw if codec == "PCMA" else _ulaw
     start = index * _SAMPLES
-    return bytes(encode(int(8000 * math.sin(2 * math.pi * freq * (start + i) / 8000)))
-                 for i in range(_SAMPLES))
+    samples = (int(8000 * math.sin(2 * math.pi * freq * (start + i) / 8000))
+               for i in range(_SAMPLES))
+    return g711.encode(samples, "PCMA" if codec == "PCMA" else "PCMU")
 
 
 @dataclass

@@ -10,6 +10,7 @@ os.environ["SIPLOG_BEND"] = "none"
 
 import contextlib
 import json
+import re
 import secrets
 import signal
 import socket
@@ -36,6 +37,7 @@ from sippy.Udp_server import Udp_server, Udp_server_opts
 
 from sipharness.bridge.config import BridgeConfig, Room
 from sipharness.bridge.digest import NONCE_SECRET_ENV, DigestVerifier, Verdict
+from sipharness.bridge.flood import FloodLimiter
 from sipharness.bridge.identity import (
     CallerIdentity,
     caller_identity,
@@ -53,15 +55,18 @@ from sipharness.bridge.room_events import (
     envelope,
 )
 from sipharness.bridge.sdp_answer import Answer, OfferError, build_answer, parse_offer
+from sipharness.bridge.session_timer import SessionTimer, SessionTimerError, TooSmall, negotiate
 from sipharness.bridge.stream import StreamListener
+from sipharness.testing import free_port
 
-ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS"
-SUPPORTED = ""  # no option tags: the Supported header is sent, and empty (RFC 3261 §20.37)
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE"
+SUPPORTED = "timer"  # RFC 4028 session timers (EXT-01)
 ACCEPT = "application/sdp"
 SERVER = "sipharness-bridge"
 REASONS = {400: "Bad Request", 403: "Forbidden", 404: "Not Found", 410: "Gone",
            480: "Temporarily Unavailable", 484: "Address Incomplete", 486: "Busy Here"}
 SIPPY_T1 = 0.5  # sippy arms its 2xx/non-2xx retransmission timer at 0.5 s and Timer D at 32 s
+_TO_TAG = re.compile(rb"\n(?:to|t)[ \t]*:[^\r\n]*;[ \t]*tag=", re.IGNORECASE)
 
 
 class NamedHeader(SipGenericHF):
@@ -207,6 +212,9 @@ class Call:
     session_id: int = 0
     answer_timer: Any = None
     final_status: int = 0
+    session_timer: SessionTimer | None = None
+    expiry: Any = None
+    update_allowed: bool = False
 
 
 class Bridge:
@@ -221,7 +229,8 @@ class Bridge:
         self.passwords = {c.username: c.password for c in config.credentials}
         secret = bytes.fromhex(os.environ.get(NONCE_SECRET_ENV, ""))
         self.verifier = DigestVerifier(config.realm, config.algorithms, config.nonce_lifetime,
-                                       secret)
+                                       secret, config.max_nonces)
+        self.flood = FloodLimiter(config.flood_rate, config.flood_burst)
         self.roster_events = roster_events
         self.roster = Roster()
         self.webhooks: WebhookSender | None = None
@@ -243,6 +252,9 @@ class Bridge:
 
     def _start_sip(self) -> None:
         cfg = self.config
+        if cfg.udp_port == 0 and cfg.tcp_port == 0:  # "any free port": one number for both
+            family = socket.AF_INET6 if ":" in cfg.host else socket.AF_INET
+            cfg.udp_port = cfg.tcp_port = free_port(cfg.host, family)
         udp_port = cfg.udp_port if cfg.udp_port is not None else 0
         sip_host = f"[{cfg.host}]" if ":" in cfg.host else cfg.host  # sippy's IPv6 form
         gc: dict[str, Any] = {"_sip_address": sip_host, "_sip_port": udp_port,
@@ -254,6 +266,7 @@ class Bridge:
             BridgeTransactionManager.model_udp_server = (Udp_server, OrderedUdpOpts)
         BridgeTransactionManager.bridge = self
         self.tm = BridgeTransactionManager(gc, self.on_request)
+        self.tm.provisional_retr = cfg.provisional_repeat  # DLG-14: 180 again while ringing
         self.udp = self.tm.l4r.getServer(None) if cfg.udp_port is not None else None
         if self.udp is not None:
             self.udp_port = int(self.udp.uopts.laddress[1])
@@ -298,10 +311,20 @@ class Bridge:
                 if resp is not None:
                     server.send_to(resp, ra.address)
             return False
-        if self.config.has_fault("double-join-on-retransmit") and data[:7] == b"INVITE ":
-            checksum = md5(data).digest()
-            if checksum in self.tm.l1rcache or checksum in self.tm.l2rcache:
-                self._rejoin(data)
+        if data[:7] != b"INVITE ":
+            return True
+        checksum = md5(data).digest()
+        retransmission = checksum in self.tm.l1rcache or checksum in self.tm.l2rcache
+        if retransmission and self.config.has_fault("double-join-on-retransmit"):
+            self._rejoin(data)
+        # Every new INVITE counts (AUTH-10): none is authenticated yet, and a made-up
+        # Authorization header must not get around the limit. Retransmissions do not count.
+        if not retransmission and not _TO_TAG.search(data.split(b"\r\n\r\n", 1)[0]) \
+                and not self.flood.allow(tuple(ra.address[:2])):
+            if self.flood.dropped in (1, 10, 100) or self.flood.dropped % 1000 == 0:
+                self.log(f"rate limit: {self.flood.dropped} new INVITEs dropped "
+                         f"(latest from {ra.address[0]}:{ra.address[1]})")
+            return False
         return True
 
     def _rejoin(self, data: bytes) -> None:
@@ -337,6 +360,8 @@ class Bridge:
                                    (("Unsupported", ", ".join(unsupported)),))
         if method == "INVITE":
             return self.on_invite(req, t)
+        if method == "UPDATE":
+            return self.on_update(req, t)
         if method == "BYE":
             return self.on_bye(req)
         if method == "OPTIONS":
@@ -355,8 +380,75 @@ class Bridge:
         tags: list[str] = []
         for name, value in headers:
             if name.lower() == "require":
-                tags += [v.strip() for v in value.split(",") if v.strip()]
+                tags += [v.strip() for v in value.split(",")
+                         if v.strip() and v.strip().lower() != "timer"]
         return tags
+
+    def _session_timer(self, req: Any, to_tag: str | None = None
+                       ) -> SessionTimer | tuple[Any, None, None] | None:
+        """The request's session timer (EXT-01), or the 400/422 refusing it."""
+        try:
+            timer = negotiate(raw_headers(self._raw_text()), self.config.min_se)
+        except SessionTimerError as exc:
+            resp = self._response(req, 400, "Bad Request", to_tag or secrets.token_hex(8))
+            reason = str(exc).replace('"', "'")
+            add_header(resp, "Warning", f'399 sipharness "{reason}"')
+            return resp, None, None
+        if isinstance(timer, TooSmall):
+            resp = self._response(req, 422, "Session Interval Too Small",
+                                  to_tag or secrets.token_hex(8))
+            add_header(resp, "Min-SE", str(timer.min_se))
+            return resp, None, None
+        return timer
+
+    def _arm_session_timer(self, call: Call, timer: SessionTimer | None, resp: Any) -> None:
+        """Put the timer in the 2xx and (re)start the wait for the caller's next refresh."""
+        if call.expiry is not None:
+            call.expiry.cancel()
+            call.expiry = None
+        call.session_timer = timer
+        if timer is None:
+            return
+        add_header(resp, "Session-Expires", timer.header)
+        if timer.require_timer:
+            add_header(resp, "Require", "timer")
+            call.expiry = Timeout(self._session_expired, timer.bye_after, 1, call)
+        elif call.update_allowed:
+            call.expiry = Timeout(self._refresh_session, timer.expires / 2, 1, call)
+
+    def _refresh_session(self, call: Call) -> None:
+        """The bridge is the refresher (refresher=uas): UPDATE at half the interval."""
+        call.expiry = None
+        timer = call.session_timer
+        if call.state not in ("answered", "confirmed") or timer is None:
+            return
+        update, userv = self._dialog_request(call, "UPDATE")
+        add_header(update, "Session-Expires", timer.header)
+        add_header(update, "Supported", SUPPORTED)
+        try:
+            self.tm.newTransaction(update, lambda resp: self._refreshed(call, resp),
+                                   userv=userv)
+        except Exception as exc:
+            self.log(f"could not refresh a call to {call.room.room_code}: {exc}")
+
+    def _refreshed(self, call: Call, resp: Any) -> None:
+        code = resp.getSCode()[0]
+        timer = call.session_timer
+        if code < 200 or call.state not in ("answered", "confirmed") or timer is None:
+            return
+        if code < 300:
+            call.expiry = Timeout(self._refresh_session, timer.expires / 2, 1, call)
+            return
+        self._send_bye(call, f'SIP ;cause={code} ;text="session refresh failed"')
+        self._end(call, "session refresh failed")
+
+    def _session_expired(self, call: Call) -> None:
+        call.expiry = None
+        if call.state in ("answered", "confirmed"):
+            assert call.session_timer is not None
+            self._send_bye(call, 'SIP ;cause=408 ;text="session timer expired after '
+                           f'{call.session_timer.expires} s"')
+            self._end(call, "session timer expired")
 
     def _challenge(self, req: Any, stale: bool = False) -> tuple[Any, None, None]:
         cfg = self.config
@@ -416,6 +508,9 @@ class Bridge:
         if room is None or not room.enabled:
             return self._final(req, cfg.unknown_room_status,
                                REASONS.get(cfg.unknown_room_status, "Not Found"))
+        timer = self._session_timer(req)
+        if isinstance(timer, tuple):
+            return timer
         if self.stopping or len(self.calls) >= cfg.max_calls:
             reason = {486: "Busy Here", 480: "Temporarily Unavailable"}.get(
                 cfg.capacity_status, "Service Unavailable")
@@ -443,12 +538,15 @@ class Bridge:
                                    mask_char=cfg.mask_char,
                                    case_sensitive=cfg.has_fault("case-sensitive-headers"),
                                    decode=not cfg.has_fault("no-percent-decode"),
-                                   mask=not cfg.has_fault("no-masking"))
+                                   mask=not cfg.has_fault("no-masking"),
+                                   trust_pai=cfg.trusts_pai_from(str(req.getSource()[0])))
         call = Call(call_id=call_id, from_tag=from_tag, to_tag=secrets.token_hex(8),
                     invite=req, transaction=t, userv=t.userv,
                     source=tuple(req.getSource()), room=room, identity=identity,
                     invite_cseq=cseq, answer=answer, media=media, remote_cseq=cseq,
-                    first_sdp=answer.sdp, last_offer=offer_text, session_id=session_id)
+                    first_sdp=answer.sdp, last_offer=offer_text, session_id=session_id,
+                    session_timer=timer,
+                    update_allowed="UPDATE" in (header_value(headers, "allow") or "").upper())
         self.calls[(call_id, from_tag)] = call
         t.r487.getHFBody("to").setTag(call.to_tag)
         add_header(t.r487, "Server", SERVER)
@@ -475,6 +573,7 @@ class Bridge:
         resp = self._response(call.invite, 200, "OK", tag, body=call.answer.sdp)
         self._add_contact(resp, call)
         add_header(resp, "Allow", ALLOW)
+        self._arm_session_timer(call, call.session_timer, resp)
         call.state = "answered"
         call.final_status = 200
         self.tm.sendResponse(resp, call.transaction, ack_cb=lambda ack: self.on_ack(call))
@@ -557,8 +656,16 @@ class Bridge:
             self._send_bye(call, 'SIP ;cause=408 ;text="no ACK for the 2xx"')
             self._end(call, "no ACK")
 
+    def on_update(self, req: Any, t: Any) -> tuple[Any, Any, Any] | None:
+        """UPDATE in a dialog (RFC 3311): a session refresh, with or without a new offer."""
+        return self.on_reinvite(req, t, str(req.getHFBody("call-id")),
+                                req.getHFBody("from").getTag() or "",
+                                req.getHFBody("to").getTag() or "",
+                                req.getHFBody("cseq").getCSeqNum())
+
     def on_reinvite(self, req: Any, t: Any, call_id: str, from_tag: str, to_tag: str,
                     cseq: int) -> tuple[Any, Any, Any] | None:
+        """A re-INVITE or UPDATE in the dialog: new offer answered, session timer refreshed."""
         call = self.calls.get((call_id, from_tag))
         if call is not None and call.to_tag == to_tag and call.state == "proceeding":
             resp = self._response(req, 500, "Server Internal Error", call.to_tag)
@@ -569,8 +676,12 @@ class Bridge:
         if cseq <= call.remote_cseq:
             return self._final(req, 500, "Server Internal Error")
         call.remote_cseq = cseq
+        timer = self._session_timer(req, call.to_tag)
+        if isinstance(timer, tuple):
+            return timer
+        sdp: str | None
         if req.body is None:
-            sdp = call.answer.sdp
+            sdp = call.answer.sdp if req.getMethod() == "INVITE" else None
         elif self.config.has_fault("reinvite-old-sdp"):
             sdp = call.first_sdp
         else:
@@ -597,6 +708,7 @@ class Bridge:
             sdp = call.answer.sdp
         resp = self._response(req, 200, "OK", call.to_tag, body=sdp)
         self._add_contact(resp, call)
+        self._arm_session_timer(call, timer, resp)
         return resp, None, None
 
     def on_bye(self, req: Any) -> tuple[Any, Any, Any]:
@@ -615,7 +727,8 @@ class Bridge:
         return resp, None, None
 
     # ----- ending calls
-    def _send_bye(self, call: Call, reason: str) -> None:
+    def _dialog_request(self, call: Call, method: str) -> tuple[Any, Any]:
+        """A new request from the bridge in the call's dialog, and the server to send it on."""
         inv = call.invite
         contact_url = None
         if inv.countHFs("contact") > 0:
@@ -630,11 +743,14 @@ class Bridge:
         call.local_cseq += 1
         transport = call.userv.transport
         target = (call.source, transport)
-        bye = SipRequest(method="BYE", ruri=ruri, to=to, fr0m=fr0m,
+        req = SipRequest(method=method, ruri=ruri, to=to, fr0m=fr0m,
                          callid=inv.getHFBCopy("call-id"), cseq=call.local_cseq,
                          target=target)
+        return req, call.userv if transport != "udp" else self.udp
+
+    def _send_bye(self, call: Call, reason: str) -> None:
+        bye, userv = self._dialog_request(call, "BYE")
         add_header(bye, "Reason", reason)
-        userv = call.userv if transport != "udp" else self.udp
         try:
             self.tm.newTransaction(bye, lambda resp: None, userv=userv)
         except Exception as exc:
@@ -645,6 +761,9 @@ class Bridge:
             return
         call.state = "ended"
         self.calls.pop((call.call_id, call.from_tag), None)
+        if call.expiry is not None:
+            call.expiry.cancel()
+            call.expiry = None
         if call.media is not None and self.media is not None:
             self.media.stop(call.media)
         if call.peer is not None:
@@ -655,7 +774,7 @@ class Bridge:
                                             reason=reason))
         number = mask_number(call.identity.number, self.config.mask_keep_last,
                              self.config.mask_char)
-        self.log(f"call room={call.room.room_code} caller={number} "
+        self.log(f"call room={call.room.room_code} caller={number or '(withheld)'} "
                  f"user_name={call.identity.user_name!r} status={call.final_status} "
                  f"duration={time.monotonic() - call.started:.1f}s reason={reason!r} "
                  f"transport={call.userv.transport}")
@@ -714,5 +833,7 @@ def serve(config: BridgeConfig, out: TextIO = sys.stdout, err: TextIO = sys.stde
         ED2.loop(freq=1000.0)
     finally:
         bridge.close()
+    if bridge.flood.dropped:
+        bridge.log(f"rate limit: {bridge.flood.dropped} new INVITEs dropped in all")
     bridge.log(f"bridge stopped after {bridge.answered} answered calls")
     return 0

@@ -21,25 +21,41 @@ It prints one line 'READY {{json}}' on stdout when listening (the bound ports), 
 call on stderr (no credentials), and on SIGTERM/SIGINT sends BYE to every call that is up,
 delivers their leave webhooks, and exits 0.
 
-configuration (YAML, default {DEFAULT_CONFIG_PATH} when it exists; every field optional):
-  listen:      host, udp, tcp, tls (ports; null = off; 0 = any free port), tls_cert, tls_key,
-               workers (processes sharing the port with SO_REUSEPORT; default 1)
+configuration (YAML; default ./{DEFAULT_CONFIG_PATH}, looked up relative to the current
+directory, so run it from a checkout or pass --config; without a file, --room-code and
+--username/--password are required; every field optional):
+  listen:      host, udp, tcp, tls (ports; null = off; 0 = any free port, the same one for
+               udp and tcp; at least one must be on), tls_cert, tls_key, workers (processes
+               sharing the port with SO_REUSEPORT; default 1), reuse_port (bind with
+               SO_REUSEPORT; default true when workers > 1)
   realm:       digest realm
   auth:        mode ("401" or "407"), algorithms ([MD5, SHA-256, SHA-512-256], in order of
                preference, one challenge each), nonce_lifetime (s; older nonces get
-               stale=true), credentials (list of username/password)
-  rooms:       list of room_code, room_id, room_name, role, enabled (unknown or disabled
-               code -> unknown_room_status, default 404)
+               stale=true), max_nonces (replay table size, default 10000; expired nonces
+               are dropped), flood {{rate, burst}} (new INVITEs per second and burst per
+               source IP:port, a call takes two; default 1000 and 2000; over it they are
+               dropped without an answer), credentials (list of username/password)
+  rooms:       list of room_code, room_id, room_name, role, enabled
+  unknown_room_status: the 4xx for an unknown or disabled room code (default 404)
   masking:     keep_last (digits kept, default 4), mask_char (default X): a caller with no
                X-100ms-Display-Name is named by the From number masked, +1415555 1234 ->
                XXXXXXX1234
+  identity:    trust_pai (default false), trusted_sources (IP addresses or networks): an
+               INVITE from a trusted source names the caller by its P-Asserted-Identity;
+               with Privacy: id the number is never shown (user_name "Anonymous")
   webhook:     url, secret_header, secret, retries (s after the first attempt, [1, 3, 10]),
                app_id, account_id
   roster:      host, port  -> GET http://host:port/v2/active-rooms/<room_id>/peers
   media:       mode (echo | tone | silence | none), rtp_ports [first, last], codecs,
                rtp_timeout (s without caller RTP before the bridge sends BYE; null = never)
   capacity:    max_calls, status (486 | 480 | 503), retry_after (s)
-  timers:      t1, t2 (RFC 3261 timers, 0.5 and 4 s), answer_delay (s from 180 to 200)
+  timers:      t1, t2 (RFC 3261 timers, 0.5 and 4 s), answer_delay (s from 180 to 200),
+               provisional_repeat (s between repeats of the 180 while the join lasts; 60),
+               min_se (RFC 4028 session timers, s; default 90: a caller with Supported:
+               timer asking for a shorter Session-Expires gets 422 + Min-SE; the caller
+               refreshes with re-INVITE or UPDATE, else the bridge ends the call with BYE;
+               asked for refresher=uas, the bridge refreshes with UPDATE at half the
+               interval if the caller's Allow has UPDATE, and ends the call when that fails)
   faults:      list of fault names (below)
 
 faults (--fault NAME, repeatable; each breaks one rule so a check can be seen to fail):
@@ -53,13 +69,15 @@ examples:
   sipharness bridge --check --config my-bridge.yaml     # validate the file and exit
 
 The password can also come from the environment: SIPHARNESS_BRIDGE_PASSWORD.
-exit status: 0 after a clean stop, 2 for an invalid configuration.
+exit status: 0 after a clean stop, 1 when a port cannot be bound, 2 for an invalid
+configuration.
 """
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", metavar="PATH",
-                        help=f"configuration file (default: {DEFAULT_CONFIG_PATH} if present)")
+                        help=f"configuration file (default: ./{DEFAULT_CONFIG_PATH} in the "
+                        "current directory, if present)")
     parser.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="SIP port for UDP and TCP (0: any free port)")
     parser.add_argument("--transport", choices=("udp", "tcp", "tls", "udp+tcp"),
@@ -156,6 +174,16 @@ def run(args: argparse.Namespace) -> int:
         print(f"sipharness bridge: {exc}", file=sys.stderr)
         return 2
     config.faults = list(dict.fromkeys([*config.faults, *args.fault]))
+    missing = [what for what, have in (("rooms", config.rooms),
+                                        ("credentials", config.credentials)) if not have]
+    if missing and path is None:
+        print(f"sipharness bridge: no configuration: ./{DEFAULT_CONFIG_PATH} is not in "
+              f"{Path.cwd()} and there are no {' and no '.join(missing)}; pass --config PATH "
+              "(or --room-code and --username/--password)", file=sys.stderr)
+        return 2
+    for what in missing:
+        print(f"sipharness bridge: warning: {config.source}: no {what}: every INVITE will be "
+              f"refused", file=sys.stderr)
     if args.check:
         print(f"{config.source}: ok: {len(config.rooms)} rooms, "
               f"{len(config.credentials)} credentials, auth {config.auth_mode} "

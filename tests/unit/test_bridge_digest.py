@@ -80,3 +80,28 @@ def test_parse_auth_params_handles_commas_in_quotes() -> None:
     scheme, params = parse_auth_params('Digest realm="a,b", nonce="n", qop="auth,auth-int"')
     assert scheme == "Digest"
     assert params == {"realm": "a,b", "nonce": "n", "qop": "auth,auth-int"}
+
+
+def answer_at(v: DigestVerifier, issued: float) -> str:
+    """An answer to a challenge whose nonce was issued at ``issued``."""
+    challenge = f'Digest realm="{v.realm}", nonce="{v.new_nonce(now=issued)}", qop="auth"'
+    return digest_authorization(challenge, "INVITE", URI, "trunk", "s3cret")
+
+
+def test_the_replay_table_drops_expired_nonces_and_never_exceeds_its_size() -> None:
+    v = DigestVerifier("sipharness.test", ["MD5"], 10.0, max_nonces=5)
+    t0 = 1_000_000.0
+    for i in range(20):
+        now = t0 + i / 10
+        assert v.verify(answer_at(v, now), "INVITE", URI, USERS, now=now) is Verdict.OK
+        assert v.nonces_held <= 5
+    assert v.nonces_held == 5
+    assert v.verify(answer_at(v, t0 + 30), "INVITE", URI, USERS, now=t0 + 30) is Verdict.OK
+    assert v.nonces_held == 1  # the five older than the lifetime are gone
+
+
+def test_a_challenge_alone_stores_no_nonce_state() -> None:
+    v = verifier()
+    for _ in range(1000):
+        v.challenges()
+    assert v.nonces_held == 0

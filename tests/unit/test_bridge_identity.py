@@ -62,3 +62,30 @@ def test_fault_switches_change_the_result() -> None:
 def test_privacy_id_hides_the_number_entirely() -> None:
     assert identity("Privacy: id\r\n").user_name == "Anonymous"
     assert identity("Privacy: id\r\nX-100ms-Display-Name: Bo\r\n").user_name == "Bo"
+
+
+PAI = 'P-Asserted-Identity: "Alice \\"Trunk\\"" <sip:+44%20207 1234567@trunk.example>\r\n'
+
+
+def test_a_trusted_p_asserted_identity_names_the_caller() -> None:
+    got = identity(PAI, trust_pai=True)
+    assert (got.user_name, got.number) == ('Alice "Trunk"', "+44 207 1234567")
+    tel = identity("P-Asserted-Identity: <tel:+442071234567>\r\n", trust_pai=True)
+    assert tel.user_name == "XXXXXXXX4567"
+
+
+def test_an_untrusted_p_asserted_identity_is_ignored() -> None:
+    got = identity(PAI)
+    assert (got.user_name, got.number) == ("XXXXXXX1234", "+1415555 1234")
+
+
+@pytest.mark.parametrize("privacy", ["Privacy: id\r\n", "Privacy: header; ID\r\n",
+                                     "Privacy: none\r\nPrivacy: id\r\n"])
+def test_privacy_id_withholds_the_number_and_the_asserted_name(privacy: str) -> None:
+    got = identity(PAI + privacy, trust_pai=True)
+    assert (got.user_name, got.number) == ("Anonymous", "")
+
+
+def test_privacy_id_keeps_an_explicit_display_name() -> None:
+    got = identity("X-100ms-Display-Name: Bob\r\nPrivacy: id\r\n")
+    assert (got.user_name, got.number) == ("Bob", "")
