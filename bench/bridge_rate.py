@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from sipharness.bridge.process import MockBridge  # noqa: E402
-from sipharness.testing import free_port  # noqa: E402
+from sipharness.hostenv import free_port  # noqa: E402
 from sipharness.webhooks import WebhookReceiver  # noqa: E402
 
 UAC = ROOT / "fixtures" / "sipp" / "uac_auth.xml"

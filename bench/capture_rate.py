@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from sipharness.capture import Capture
-from sipharness.testing import free_port
+from sipharness.hostenv import free_port
 
 
 def sipp_wire_packets(counts_csv: Path) -> int:

@@ -30,7 +30,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from sipharness.testing import free_port  # noqa: E402
+from sipharness.hostenv import free_port  # noqa: E402
 
 USER, PASSWORD, ROOM = "bench", "bench-secret", "abc-defg-hij"
 SOURCE_PORTS = 1

@@ -29,12 +29,12 @@ from pathlib import Path
 import gevent
 import psutil
 
+from sipharness.hostenv import free_port
 from sipharness.media import g711
 from sipharness.media.engine import MediaEngine, MediaSession
 from sipharness.media.sipp_echo import SippRtpEcho
 from sipharness.media.source import ToneSource
 from sipharness.media.stats import ReceiveStats
-from sipharness.testing import free_port
 
 HOST = "127.0.0.1"
 LOSS_LIMIT = 0.001

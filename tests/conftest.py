@@ -17,7 +17,7 @@ try:
 finally:
     del os.environ["LOCUST_SKIP_MONKEY_PATCH"]
 
-from sipharness.testing import free_port, missing_tool_reason, tools_required
+from sipharness.hostenv import free_port, missing_tool_reason, tools_required
 
 
 def tool_path(name: str) -> str:

@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 
 from sipharness.bridge.config import BridgeConfig, ConfigError, load_config, merge
-from sipharness.testing import free_port
+from sipharness.hostenv import free_port
 
 REPO_CONFIG = Path(__file__).resolve().parents[2] / "fixtures" / "bridge.yaml"
 

@@ -57,7 +57,7 @@ from sipharness.bridge.room_events import (
 from sipharness.bridge.sdp_answer import Answer, OfferError, build_answer, parse_offer
 from sipharness.bridge.session_timer import SessionTimer, SessionTimerError, TooSmall, negotiate
 from sipharness.bridge.stream import StreamListener
-from sipharness.testing import free_port
+from sipharness.hostenv import free_port
 
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE"
 SUPPORTED = "timer"  # RFC 4028 session timers (EXT-01)

@@ -24,7 +24,7 @@ import yaml
 from sipharness.bridge.config import BridgeConfig, config_to_mapping
 from sipharness.bridge.digest import NONCE_SECRET_ENV
 from sipharness.bridge.room_events import Peer, Roster, RosterServer
-from sipharness.testing import free_port
+from sipharness.hostenv import free_port
 
 
 def _follow(stream: IO[str], roster: Roster, ready: list[dict[str, Any]],

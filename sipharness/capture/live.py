@@ -80,7 +80,7 @@ def require_capture(backend: Backend = "auto") -> str:
     """For pytest: the backend to use, or skip with how to enable capture (fail in CI)."""
     import pytest
 
-    from sipharness.testing import tools_required
+    from sipharness.hostenv import tools_required
 
     ok, reason = capture_available(backend)
     if ok:

@@ -7,7 +7,7 @@ import socket
 import subprocess
 from types import TracebackType
 
-from sipharness.testing import free_port
+from sipharness.hostenv import free_port
 
 _START_ATTEMPTS = 5
 _READY_PROBES = 50

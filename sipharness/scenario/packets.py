@@ -495,7 +495,7 @@ class WireCapture:
     def __enter__(self) -> WireCapture:
         if not self.active:
             return self
-        from sipharness.testing import tools_required
+        from sipharness.hostenv import tools_required
 
         ok, reason = capture_available()
         if ok:

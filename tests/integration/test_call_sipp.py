@@ -24,10 +24,10 @@ import trustme
 
 from sipharness.agent import Agent, Call, Credentials, TimerConfig, room_uri
 from sipharness.commands import call as call_command
+from sipharness.hostenv import free_port
 from sipharness.net.transport import tls_client_context
 from sipharness.sip.digest import parse_authorization
 from sipharness.sip.message import Request, Response
-from sipharness.testing import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.sipp]
 

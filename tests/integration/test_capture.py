@@ -21,8 +21,8 @@ from sipharness.capture import (
     retransmission_schedule,
     rtp_flow,
 )
+from sipharness.hostenv import free_port
 from sipharness.report.ladder import entries_from_trace, render_svg, render_text
-from sipharness.testing import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from sipharness.testing import free_port
+from sipharness.hostenv import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 # A plain RFC 3261 UAS: 401 with a digest challenge, verifyauth on the retry (403 when

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from sipharness.testing import free_port
+from sipharness.hostenv import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

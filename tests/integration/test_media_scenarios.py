@@ -18,6 +18,7 @@ import pytest
 from sipharness.agent import Agent, Credentials, room_uri
 from sipharness.agent.media import CallMedia
 from sipharness.bridge.process import MockBridge
+from sipharness.hostenv import free_port
 from sipharness.media.engine import MediaReport
 from sipharness.scenario import model as m
 from sipharness.scenario.executor import ExpectationFailed, ScenarioRun, Target, execute
@@ -25,7 +26,6 @@ from sipharness.scenario.loader import load_scenario
 from sipharness.scenario.media_steps import media_reports, offer_port
 from sipharness.scenario.plan import Plan, expand
 from sipharness.scenario.profiles import load_profile
-from sipharness.testing import free_port
 
 pytestmark = [pytest.mark.integration]
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import gevent
 import pytest
 
+from sipharness.hostenv import free_port
 from sipharness.media.engine import MediaEngine, MediaSession
 from sipharness.media.negotiation import MediaNegotiationError, negotiate
 from sipharness.sip.sdp import make_answer, make_offer
-from sipharness.testing import free_port
 
 FAR_END = """v=0\r
 o=- 7 7 IN IP4 192.0.2.10\r

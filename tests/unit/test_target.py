@@ -22,5 +22,5 @@ def test_addresses_parse_to_host_and_port(text: str, expected: tuple[str, int]) 
 
 @pytest.mark.parametrize("text", ["", "host:", "host:port", "::1:5060", "[::1:5060", "h:70000"])
 def test_bad_addresses_name_the_expected_form(text: str) -> None:
-    with pytest.raises(ValueError, match="HOST:PORT|out of range"):
+    with pytest.raises(ValueError, match=r"HOST:PORT|out of range"):
         parse_target_address(text)

@@ -1,4 +1,4 @@
-"""Support shared by the harness's tests and runners: free loopback ports, external tools."""
+"""What the harness needs from this host: free loopback ports, external tools, CI strictness."""
 
 from __future__ import annotations
 
