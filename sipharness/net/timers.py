@@ -26,11 +26,14 @@ class DeadlineOwner(Protocol):
 
 
 class DeadlineScheduler:
-    """A heap of (deadline, owner); the latest ``arm`` for an owner replaces earlier ones."""
+    """A heap of deadlines; the latest ``arm`` for an owner replaces earlier ones.
+
+    The heap holds no owner: a disarmed owner (a closed call) is freed at once, not when its
+    last deadline would have come (a transaction's Timer D is 32 s)."""
 
     def __init__(self) -> None:
-        self._heap: list[tuple[float, int, DeadlineOwner]] = []
-        self._armed: dict[int, float] = {}
+        self._heap: list[tuple[float, int, int]] = []
+        self._armed: dict[int, tuple[float, int, DeadlineOwner]] = {}
         self._seq = itertools.count()
         self._wake = gevent.event.Event()
         self._greenlet: gevent.Greenlet | None = None
@@ -42,11 +45,13 @@ class DeadlineScheduler:
         if deadline is None:
             self._armed.pop(key, None)
             return
-        if self._armed.get(key) == deadline:
+        armed = self._armed.get(key)
+        if armed is not None and armed[0] == deadline:
             return
-        self._armed[key] = deadline
-        heapq.heappush(self._heap, (deadline, next(self._seq), owner))
-        if self._heap[0][2] is owner:
+        sequence = next(self._seq)
+        self._armed[key] = (deadline, sequence, owner)
+        heapq.heappush(self._heap, (deadline, sequence, key))
+        if self._heap[0][1] == sequence:
             self._wake.set()
         if self._greenlet is None and not self.closed:
             self._greenlet = gevent.spawn(self._run)
@@ -64,10 +69,12 @@ class DeadlineScheduler:
             self._wake.clear()
             now = time.monotonic()
             while self._heap and self._heap[0][0] <= now:
-                deadline, _, owner = heapq.heappop(self._heap)
-                if self._armed.get(id(owner)) != deadline:
+                _, sequence, key = heapq.heappop(self._heap)
+                armed = self._armed.get(key)
+                if armed is None or armed[1] != sequence:
                     continue  # re-armed or disarmed since
-                del self._armed[id(owner)]
+                del self._armed[key]
+                owner = armed[2]
                 try:
                     owner.on_deadline(now)
                 except Exception:

@@ -131,7 +131,7 @@ def parse_params(text: str, *, what: str = "parameter") -> dict[str, str | None]
             if value[0] == '"':
                 if quoted_end(value, 0) != len(value):
                     raise ValueError(f"text after the quoted value of {what} {name!r}")
-            elif any(c in WSP for c in value):
+            elif " " in value or "\t" in value:
                 raise ValueError(f"whitespace inside the value of {what} {name!r}")
             params[name.lower()] = value
         else:

@@ -24,7 +24,7 @@ import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Self
+from typing import TYPE_CHECKING, Self
 
 from sipharness.sip.grammar import (
     WSP,
@@ -134,12 +134,57 @@ _HEADER_END = re.compile(rb"\n\r?\n")
 _VERSION_RE = re.compile(r"[Ss][Ii][Pp]/[0-9]+\.[0-9]+")
 _SCHEME_RE = re.compile(r"[A-Za-z][A-Za-z0-9+\-.]*:")
 _CRLF = b"\r\n"
+_PLAIN_VIA = re.compile(r"SIP/2\.0/(?P<transport>[A-Za-z]+) (?P<host>[A-Za-z0-9.\-]+)"
+                        r"(?::(?P<port>[0-9]{1,5}))?(?P<params>;.*)?", re.DOTALL)
+"""The common Via (``SIP/2.0/UDP host:port;...``, no LWS, no IPv6), parsed without the
+general path; anything else takes the general path."""
+_BAD_HOST_CHAR = re.compile(r'[ \t<>"@;,?\[\]]')
+_BAD_BRACKETED_URI_CHAR = re.compile(r"[ \t<]")
+_BAD_BARE_URI_CHAR = re.compile(r"[ \t<>,?]")
+
+
+_KNOWN_NAMES: dict[str, str] = {}
+"""Header names already seen as tokens, with their canonical form (bounded: the parser caches
+at most ``_KNOWN_NAMES_MAX`` of the names it reads)."""
+_KNOWN_NAMES_MAX = 512
+
+
+if TYPE_CHECKING:
+    _view = cached_property
+else:
+
+    class _view(cached_property):
+        """``cached_property`` without its lock (Python 3.11 takes one on every first read):
+        a message is an immutable view, so computing a value twice in a race is harmless."""
+
+        def __get__(self, instance, owner=None):
+            if instance is None:
+                return self
+            value = self.func(instance)
+            instance.__dict__[self.attrname] = value
+            return value
 
 
 def canonical_name(name: str) -> str:
     """Lower-case long form of a header name: ``"v"`` → ``"via"``, ``"CSeq"`` → ``"cseq"``."""
+    known = _KNOWN_NAMES.get(name)
+    if known is not None:
+        return known
     lower = name.lower()
     return COMPACT_FORMS.get(lower, lower) if len(lower) == 1 else lower
+
+
+def _token_name(name: str, line: int | None) -> str:
+    """The canonical form of a header name read from the wire; SipParseError if not a token."""
+    known = _KNOWN_NAMES.get(name)
+    if known is not None:
+        return known
+    if not is_token(name):
+        raise SipParseError(f"header name {name!r} is not a token", line)
+    canonical = canonical_name(name)
+    if len(_KNOWN_NAMES) < _KNOWN_NAMES_MAX:
+        _KNOWN_NAMES[name] = canonical
+    return canonical
 
 
 def _unfold(text: str) -> str:
@@ -183,8 +228,7 @@ class Header:
         if colon < 0:
             raise SipParseError("header field without ':'", line)
         name = text[:colon].rstrip(WSP)
-        if not is_token(name):
-            raise SipParseError(f"header name {name!r} is not a token", line)
+        _token_name(name, line)
         return cls(name, _unfold(text[colon + 1 :]), raw, _CRLF, line)
 
 
@@ -223,6 +267,11 @@ class Via:
     @classmethod
     def parse(cls, text: str) -> Via:
         """Parse one Via value; raises ValueError on bad syntax."""
+        plain = _PLAIN_VIA.fullmatch(text)
+        if plain is not None and int(plain["port"] or 0) <= 65535:
+            transport, host, port, rest = plain.group("transport", "host", "port", "params")
+            params = parse_params(rest or "", what="Via parameter")
+            return cls(transport.upper(), host, int(port) if port else None, params)
         parts = text.split("/", 2)
         if len(parts) != 3:
             raise ValueError(f"Via {text!r} lacks 'SIP/2.0/transport'")
@@ -258,7 +307,7 @@ def split_host_port(text: str) -> tuple[str, int | None]:
     else:
         host, colon, port_text_ = text.partition(":")
         port_text = port_text_ if colon else None
-        if not host or any(c in host for c in ' \t<>"@;,?[]'):
+        if not host or _BAD_HOST_CHAR.search(host):
             raise ValueError(f"bad host {host!r}")
     if port_text is None:
         return host, None
@@ -320,12 +369,12 @@ class NameAddr:
             if close < 0:
                 raise ValueError("'<' without a matching '>'")
             uri, rest = s[1:close], s[close + 1 :]
-            if not uri or any(c in uri for c in " \t<"):
+            if not uri or _BAD_BRACKETED_URI_CHAR.search(uri):
                 raise ValueError(f"bad URI {uri!r} inside <>")
         else:
             semi = s.find(";")
             uri, rest = (s, "") if semi < 0 else (s[:semi].rstrip(WSP), s[semi:])
-            if any(c in uri for c in " \t<>,?"):
+            if _BAD_BARE_URI_CHAR.search(uri):
                 raise ValueError(f"URI {uri!r} must be enclosed in <> (it has ' ', ',' or '?')")
         if not _SCHEME_RE.match(uri):
             raise ValueError(f"{uri!r} is not a URI (no scheme)")
@@ -477,11 +526,11 @@ class Message:
         except ValueError as exc:
             raise SipParseError(f"{h.name}: {exc}", h.line) from None
 
-    @cached_property
+    @_view
     def call_id(self) -> str | None:
         return self.header("call-id")
 
-    @cached_property
+    @_view
     def cseq(self) -> tuple[int, str] | None:
         """(number, method); SipParseError when malformed or not below 2**31."""
         h = self._single("cseq")
@@ -497,7 +546,7 @@ class Message:
             raise SipParseError(f"CSeq method {parts[1]!r} is not a token", h.line)
         return number, parts[1]
 
-    @cached_property
+    @_view
     def vias(self) -> list[Via]:
         out: list[Via] = []
         for h in self.header_fields("via"):
@@ -512,27 +561,27 @@ class Message:
         vias = self.vias
         return vias[0] if vias else None
 
-    @cached_property
+    @_view
     def from_(self) -> NameAddr | None:
         return self._name_addr("from")
 
-    @cached_property
+    @_view
     def to(self) -> NameAddr | None:
         return self._name_addr("to")
 
-    @cached_property
+    @_view
     def contact(self) -> list[NameAddr]:
         return self._name_addrs("contact")
 
-    @cached_property
+    @_view
     def route(self) -> list[NameAddr]:
         return self._name_addrs("route")
 
-    @cached_property
+    @_view
     def record_route(self) -> list[NameAddr]:
         return self._name_addrs("record-route")
 
-    @cached_property
+    @_view
     def max_forwards(self) -> int | None:
         """0..255; SipParseError when malformed."""
         h = self._single("max-forwards")
@@ -543,14 +592,14 @@ class Message:
             raise SipParseError(f"Max-Forwards {h.value[:20]!r} is not 0..255", h.line)
         return value
 
-    @cached_property
+    @_view
     def content_length(self) -> int | None:
         h = self._single("content-length")
         if h is None:
             return None
         return _content_length_value(h)
 
-    @cached_property
+    @_view
     def content_type(self) -> str | None:
         """Media type lower-cased without parameters (``application/sdp``), or None."""
         value = self.header("content-type")

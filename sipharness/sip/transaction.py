@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import weakref
 from collections.abc import Sequence
 from enum import StrEnum
 from typing import Any, ClassVar
@@ -119,7 +120,9 @@ class Transaction:
         self.terminated_at: float | None = None
         self.retransmissions = 0
         self.last_response: Response | None = None
-        self._layer = layer
+        # A weak reference: the layer holds its transactions, and a cycle would keep a
+        # finished call's layer for the cyclic garbage collector (slow under load).
+        self._layer: TransactionLayer = weakref.proxy(layer)
         self._timers: dict[str, int] = {}
         self._key: tuple[Any, ...] = ()
 
