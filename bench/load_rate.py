@@ -4,7 +4,9 @@ Both drive the same SIPp UAS (fixtures/sipp/uas_auth.xml: 401 challenge, verifya
 200, BYE) on loopback in the same run, each as ONE process, so the rate of each is per CPU
 core. A rate is clean when every call completes and at least 90 % of the offered calls
 were placed in the time. Then the most concurrent calls one generator process holds with
-bidirectional 20 ms G.711 RTP (echoed by SIPp's -rtp_echo) at under 0.1 % loss.
+bidirectional 20 ms G.711 RTP at under 0.1 % loss (echoed by the mock bridge in two worker
+processes, a port per call; or by SIPp's -rtp_echo), with jitter and MOS, beside SIPp's
+rtp_stream holding as many calls.
 
     python bench/load_rate.py                      # short defaults, ~3 minutes
     python bench/load_rate.py --duration 10 --max-rate 4000 --rtp-hold 20
@@ -19,6 +21,7 @@ import csv
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -30,12 +33,19 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from sipharness.bridge.process import MockBridge  # noqa: E402
 from sipharness.hostenv import free_port  # noqa: E402
+
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH))
+from media_capacity import run_sipp  # noqa: E402
 
 USER, PASSWORD, ROOM = "bench", "bench-secret", "abc-defg-hij"
 SOURCE_PORTS = 1
 """SIP sockets in the Locust process, like SIPp's ``-t u1`` (one socket for every call)."""
 LOCUSTFILE = REPO / "loadtests" / "locustfile.py"
+MIN_MOS = 4.0
+"""An RTP step also needs every call's MOS (the media engine's E-model) at least this."""
 
 
 @dataclass
@@ -49,6 +59,9 @@ class Trial:
     elapsed: float
     cpu_seconds: float
     loss: float | None = None
+    jitter: str = "n/a"
+    mos: str = "n/a"
+    mos_worst: float | None = None
     udp_drops: str = "n/a"
     """The kernel's UDP receive drops on this host during the trial (InErrors / RcvbufErrors)."""
 
@@ -82,21 +95,63 @@ def run_measured(args: list[str], timeout: float, cwd: Path) -> tuple[int, float
     return proc.returncode, time.monotonic() - started, usage.ru_utime + usage.ru_stime, tail
 
 
+class EchoBridge:
+    """The mock bridge in its own processes (``listen.workers``), echoing each call's RTP on
+    a port of its own, with room for every call (``capacity.max_calls``)."""
+
+    def __init__(self, workers: int) -> None:
+        self.bridge = MockBridge(transports=("udp",), overrides={
+            "listen": {"workers": workers},
+            "capacity": {"max_calls": 20000},
+            "auth": {"flood": {"rate": 100000, "burst": 100000}},
+            "media": {"mode": "echo"}})  # fmt: skip
+
+    def __enter__(self) -> EchoBridge:
+        self.bridge.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bridge.stop()
+        self.bridge.cleanup()
+
+    def target_args(self) -> list[str]:
+        return ["--sip-target", self.bridge.target(), "--sip-username", self.bridge.username,
+                "--sip-password", self.bridge.password, "--room-code", self.bridge.room_code]
+
+
 class SippUas:
     """SIPp's UAS with verifyauth (and RTP echo) on a free loopback port."""
 
-    def __init__(self, sipp: str, workdir: Path) -> None:
+    def __init__(self, sipp: str, workdir: Path, *, echo_workers: int = 0,
+                 seconds: float = 120.0) -> None:  # fmt: skip
         self.port = free_port()
         self.media_port = free_port()
+        self.echoes: list[subprocess.Popen[bytes]] = []
+        scenario = REPO / "fixtures/sipp/uas_auth.xml"
+        echo = ["-rtp_echo"]
+        if echo_workers:
+            # The SDP answer names a port that echo_workers processes share (SO_REUSEPORT):
+            # each call's RTP lands on one of them, each with its own large receive buffer.
+            echo_port = free_port()
+            self.echoes = [subprocess.Popen(
+                [sys.executable, __file__, "--echo-worker", str(echo_port), f"{seconds:g}"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                for _ in range(echo_workers)]  # fmt: skip
+            text = scenario.read_text().replace("m=audio [media_port]", f"m=audio {echo_port}")
+            scenario = workdir / "uas_auth_echo_workers.xml"
+            scenario.write_text(text)
+            echo = []
         self.proc = subprocess.Popen(
-            [sipp, "-sf", str(REPO / "fixtures/sipp/uas_auth.xml"), "-i", "127.0.0.1",
-             "-p", str(self.port), "-mp", str(self.media_port), "-rtp_echo", "-t", "u1",
+            [sipp, "-sf", str(scenario), "-i", "127.0.0.1",
+             "-p", str(self.port), "-mp", str(self.media_port), *echo, "-t", "u1",
              "-set", "user", USER, "-set", "pass", PASSWORD, "-nostdin", "-max_recv_loops",
              "10000", "-buff_size", str(8 << 20)],
             cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(0.5)
-        if self.proc.poll() is not None:
-            raise SystemExit(f"SIPp UAS did not start (exit {self.proc.returncode})")
+        if self.proc.poll() is not None or any(e.poll() is not None for e in self.echoes):
+            self.close()
+            raise SystemExit(f"SIPp UAS or an echo worker did not start (SIPp exit "
+                             f"{self.proc.returncode})")
 
     def __enter__(self) -> SippUas:
         return self
@@ -111,18 +166,41 @@ class SippUas:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+        for echo in self.echoes:
+            echo.kill()
+            echo.wait()
 
 
-def locust_trial(uas: SippUas | None, rate: float, duration: float, workdir: Path, *,
-                 hold: float = 0.0, users: int | None = None, rtp: str = "off") -> Trial:
+def echo_worker(port: int, seconds: float) -> None:
+    """Return every datagram on 127.0.0.1:``port`` to its sender for ``seconds`` (one of the
+    processes sharing the port; a 4 MiB receive buffer absorbs scheduling pauses)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+    sock.bind(("127.0.0.1", port))
+    sock.settimeout(0.5)
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            data, source = sock.recvfrom(2048)
+        except TimeoutError:
+            continue
+        sock.sendto(data, source)
+
+
+def locust_trial(uas: SippUas | EchoBridge | None, rate: float, duration: float, workdir: Path,
+                 *, hold: float = 0.0, users: int | None = None, rtp: str = "off") -> Trial:
     """One Locust process: ``users`` (default ``rate``) users, each a call every
     ``users / rate`` seconds, dialing ``uas`` (None: the embedded mock bridge)."""
     prefix = workdir / f"locust-{rate:g}-{users or 0}"
     count = users or max(1, round(rate))
     interval = str(count / rate) if rate else "0"
-    target = [] if uas is None else [
-        "--sip-target", f"127.0.0.1:{uas.port}", "--sip-username", USER,
-        "--sip-password", PASSWORD, "--room-code", ROOM]
+    if isinstance(uas, EchoBridge):
+        target = uas.target_args()
+    else:
+        target = [] if uas is None else [
+            "--sip-target", f"127.0.0.1:{uas.port}", "--sip-username", USER,
+            "--sip-password", PASSWORD, "--room-code", ROOM]
     status, elapsed, cpu, err = run_measured(
         [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "-u", str(count),
          "-r", str(count), "-t", f"{duration + 1:g}s", "--stop-timeout", f"{hold + 3:g}",
@@ -146,9 +224,17 @@ def locust_trial(uas: SippUas | None, rate: float, duration: float, workdir: Pat
         text = table.get("RTP loss", "n/a").rstrip(" %")
         loss = None if text == "n/a" else float(text) / 100
         drops = table.get("local: kernel UDP drops (InErrors / RcvbufErrors)", "n/a")
+        jitter = table.get("RTP jitter (mean of calls)", "n/a")
+        mos = (f"{table.get('RTP MOS (mean of calls)', 'n/a')} mean, "
+               f"{table.get('RTP MOS (worst call)', 'n/a')} worst")  # fmt: skip
     if status not in (0, 1):
         print(f"  locust exited {status}: {err.strip().splitlines()[-1:]}")
-    return Trial("sipharness", rate, completed, failed, elapsed, cpu, loss, drops)
+    trial = Trial("sipharness", rate, completed, failed, elapsed, cpu, loss, udp_drops=drops)
+    if sip.exists():
+        trial.jitter, trial.mos = jitter, mos
+        worst = table.get("RTP MOS (worst call)", "n/a")
+        trial.mos_worst = None if worst == "n/a" else float(worst)
+    return trial
 
 
 def sipp_trial(sipp: str, uas: SippUas, rate: float, duration: float, workdir: Path, *,
@@ -215,12 +301,27 @@ def main() -> int:
                         help="seconds each call holds with RTP in the concurrency trials")
     parser.add_argument("--rtp-calls", default="50,100,200,400,800",
                         help="concurrent call counts to try with RTP, in order")
-    parser.add_argument("--rtp-echo", choices=("sipp", "mock"), default="sipp",
-                        help="who echoes the RTP: SIPp's UAS (one media socket for all calls, "
-                        "whose receive buffer overflows first) or the mock bridge")
+    parser.add_argument("--rtp-echo", choices=("workers", "bridge", "sipp", "mock"),
+                        default="workers",
+                        help="who echoes the RTP: SIPp's UAS answering with a port that "
+                        "--echo-workers plain echo processes share (default), the mock bridge "
+                        "in --bridge-workers processes (a port per call, but its own G.711 "
+                        "pacing), SIPp's UAS -rtp_echo (one media socket with the default "
+                        "receive buffer: it overflows first), or the bridge Locust embeds")
+    parser.add_argument("--echo-workers", type=int, default=2,
+                        help="echo processes sharing the answered RTP port (--rtp-echo workers)")
+    parser.add_argument("--bridge-workers", type=int, default=2,
+                        help="processes of the echoing mock bridge (--rtp-echo bridge)")
+    parser.add_argument("--skip-sipp-rtp", action="store_true",
+                        help="do not run SIPp's rtp_stream beside each RTP step")
     parser.add_argument("--skip-rtp", action="store_true", help="measure the call rate only")
     parser.add_argument("--skip-rate", action="store_true", help="measure the RTP calls only")
+    parser.add_argument("--echo-worker", nargs=2, metavar=("PORT", "SECONDS"),
+                        help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.echo_worker:
+        echo_worker(int(args.echo_worker[0]), float(args.echo_worker[1]))
+        return 0
     sipp = shutil.which("sipp")
     if sipp is None:
         print("bench: SIPp is not installed (Debian: apt-get install sip-tester)")
@@ -266,30 +367,50 @@ def rate_comparison(args: argparse.Namespace, ours_at: Callable[[float], Trial],
 def rtp_capacity(sipp: str, args: argparse.Namespace, workdir: Path) -> None:
     """Most calls held at once with 20 ms G.711 both ways at < 0.1 % loss (one process)."""
     hold = args.rtp_hold
-    echo = ("SIPp's UAS (-rtp_echo: one media socket for every call)" if args.rtp_echo == "sipp"
-            else "the mock bridge (one RTP port per call)")
+    echo = {"sipp": "SIPp's UAS (-rtp_echo: one media socket for every call)",
+            "workers": f"{args.echo_workers} echo processes sharing the answered port "
+                       "(SO_REUSEPORT, 4 MiB receive buffer each); SIPp's UAS answers",
+            "mock": "the mock bridge Locust embeds (one process, one RTP port per call)",
+            "bridge": f"the mock bridge in {args.bridge_workers} worker processes (one RTP "
+                      "port per call)"}[args.rtp_echo]  # fmt: skip
     print(f"concurrent calls with bidirectional 20 ms PCMU RTP, {hold:g} s hold, echoed by {echo}")
     best = 0
     for count in (int(c) for c in args.rtp_calls.split(",")):
-        if args.rtp_echo == "sipp":
-            with SippUas(sipp, workdir) as uas:
-                t = locust_trial(uas, count / (hold + 1), hold + 2, workdir, hold=hold,
-                                 users=count, rtp="on")  # fmt: skip
+        rate = count / (hold + 1)
+        if args.rtp_echo in ("sipp", "workers"):
+            workers = args.echo_workers if args.rtp_echo == "workers" else 0
+            with SippUas(sipp, workdir, echo_workers=workers, seconds=hold + 60) as uas:
+                t = locust_trial(uas, rate, hold + 2, workdir, hold=hold, users=count, rtp="on")
+        elif args.rtp_echo == "bridge":
+            with EchoBridge(args.bridge_workers) as bridge:
+                t = locust_trial(bridge, rate, hold + 2, workdir, hold=hold, users=count,
+                                 rtp="on")  # fmt: skip
         else:
-            t = locust_trial(None, count / (hold + 1), hold + 2, workdir, hold=hold,
-                             users=count, rtp="on")  # fmt: skip
+            t = locust_trial(None, rate, hold + 2, workdir, hold=hold, users=count, rtp="on")
         t.offered = count
-        ok = t.failed == 0 and t.completed >= count and t.loss is not None and t.loss < 0.001
+        # Loss is counted per RFC 3550 from the first packet that came back, so packets lost
+        # before it are not; a poor MOS (echo round trip and jitter) flags such a step too.
+        ok = (t.failed == 0 and t.completed >= count and t.loss is not None and t.loss < 0.001
+              and t.mos_worst is not None and t.mos_worst >= MIN_MOS)  # fmt: skip
         loss = "n/a" if t.loss is None else f"{100 * t.loss:.3f} %"
         print(f"  sipharness {count:5d} calls held: {t.completed} completed, {t.failed} "
-              f"failed, RTP loss {loss}, {t.cpu_share:.2f} cores, kernel UDP drops "
-              f"{t.udp_drops} -> {'ok' if ok else 'NOT ok'} "
+              f"failed, RTP loss {loss}, jitter {t.jitter}, MOS {t.mos}, {t.cpu_share:.2f} "
+              f"cores, kernel UDP drops {t.udp_drops} -> {'ok' if ok else 'NOT ok'} "
               f"(host load average {os.getloadavg()[0]:.1f})", flush=True)  # fmt: skip
+        if not args.skip_sipp_rtp:
+            s = run_sipp(sipp, count, hold, workdir)
+            print(f"  SIPp       {count:5d} calls held: rtp_stream send-only to a counting "
+                  f"sink: {s.packets} packets, loss {100 * s.loss_ratio:.3f} %, jitter "
+                  f"{s.jitter_ms:.2f} ms, {s.cpu_per_stream_pct * count / 100:.2f} cores "
+                  f"{s.note} -> {'ok' if s.passed else 'NOT ok'} "
+                  f"(host load average {os.getloadavg()[0]:.1f})", flush=True)  # fmt: skip
         if not ok:
             break
         best = count
-    print(f"most concurrent calls with RTP at < 0.1 % loss: sipharness {best}. SIPp's "
-          "rtp_stream is not compared: SIPp counts no loss on the RTP it receives")
+    print(f"most concurrent calls with RTP at < 0.1 % loss and every call's MOS >= {MIN_MOS:g}: "
+          f"sipharness {best} (SIPp's "
+          "rtp_stream sends only and SIPp counts no loss on RTP it receives: its column is "
+          "measured by a counting sink)")
 
 
 if __name__ == "__main__":

@@ -27,11 +27,18 @@ class CallDelta:
     rtp_lost: int = 0
     jitter_ms_sum: float = 0.0
     jitter_ms_max: float = 0.0
+    mos_calls: int = 0
+    """Calls with RTP whose MOS could be estimated (the media engine's E-model)."""
+    mos_sum: float = 0.0
+    mos_min: float | None = None
 
     def add(self, other: CallDelta) -> None:
         for f in fields(self):
             if f.name == "jitter_ms_max":
                 self.jitter_ms_max = max(self.jitter_ms_max, other.jitter_ms_max)
+            elif f.name == "mos_min":
+                lows = [m for m in (self.mos_min, other.mos_min) if m is not None]
+                self.mos_min = min(lows) if lows else None
             else:
                 setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
 
@@ -75,14 +82,18 @@ class CallCounters:
         else:
             self.delta.failed += 1
 
-    def rtp(self, expected: int, lost: int, jitter_ms: float) -> None:
-        """One call's RTP receive statistics."""
+    def rtp(self, expected: int, lost: int, jitter_ms: float, mos: float | None = None) -> None:
+        """One call's RTP receive statistics and its MOS (None when none was estimated)."""
         d = self.delta
         d.rtp_calls += 1
         d.rtp_expected += max(0, expected)
         d.rtp_lost += max(0, lost)
         d.jitter_ms_sum += jitter_ms
         d.jitter_ms_max = max(d.jitter_ms_max, jitter_ms)
+        if mos is not None:
+            d.mos_calls += 1
+            d.mos_sum += mos
+            d.mos_min = mos if d.mos_min is None else min(d.mos_min, mos)
 
     def take(self) -> dict[str, Any]:
         """The delta since the last take, plus the calls held now (resets the delta)."""
@@ -133,6 +144,10 @@ class CallTotals:
     def jitter_ms_avg(self) -> float | None:
         return self.total.jitter_ms_sum / self.total.rtp_calls if self.total.rtp_calls else None
 
+    @property
+    def mos_avg(self) -> float | None:
+        return self.total.mos_sum / self.total.mos_calls if self.total.mos_calls else None
+
     def sample(self, now: float | None = None) -> dict[str, float]:
         """Record the running totals at ``now`` (wall seconds); return the sample."""
         now = time.time() if now is None else now
@@ -177,6 +192,9 @@ class CallTotals:
         def ms(x: float | None) -> str:
             return "n/a" if x is None else f"{x:.2f} ms"
 
+        def score(x: float | None) -> str:
+            return "n/a" if x is None else f"{x:.2f}"
+
         return [
             ("calls started", str(t.started)),
             ("calls answered", str(t.answered)),
@@ -192,4 +210,6 @@ class CallTotals:
             ("RTP loss", pct(self.rtp_loss_ratio)),
             ("RTP jitter (mean of calls)", ms(self.jitter_ms_avg)),
             ("RTP jitter (worst call)", ms(t.jitter_ms_max if t.rtp_calls else None)),
+            ("RTP MOS (mean of calls)", score(self.mos_avg)),
+            ("RTP MOS (worst call)", score(t.mos_min)),
         ]

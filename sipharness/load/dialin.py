@@ -263,10 +263,11 @@ def _after_dial(agent: Agent, call: Call, load_plan: LoadPlan, *, wrong: bool, h
         if session is not None:
             session.stop()
     if session is not None:
-        report = session.stats().received
-        result.rtp = {"expected": report.expected, "lost": report.lost,
-                      "loss_ratio": report.loss_ratio, "jitter_ms": report.jitter_ms,
-                      "packets_sent": session.sent.packets}  # fmt: skip
+        report = session.stats()
+        got = report.received
+        result.rtp = {"expected": got.expected, "lost": got.lost, "loss_ratio": got.loss_ratio,
+                      "jitter_ms": got.jitter_ms, "packets_sent": report.sent.packets,
+                      "latency_avg_ms": report.latency_avg_ms, "mos": report.mos}  # fmt: skip
     agent.finish(call)
     result.ok = outcome.ending == "completed" and not ended and result.failure is None
     if outcome.ending != "completed" and result.failure is None:

@@ -74,7 +74,8 @@ class SipUser(User):
                                 on_answer=on_answer)  # fmt: skip
             counters.call_ended(answered=result.answered, ok=result.ok)
             if result.rtp is not None:
-                counters.rtp(result.rtp["expected"], result.rtp["lost"], result.rtp["jitter_ms"])
+                counters.rtp(result.rtp["expected"], result.rtp["lost"], result.rtp["jitter_ms"],
+                             result.rtp.get("mos"))
             self.report(result)
             run.call_log.write(result)
         finally:

@@ -55,8 +55,10 @@ def test_headless_run_has_a_row_per_phase_and_no_failures(tmp_path: Path) -> Non
     assert table["answer-seizure ratio"] == "100.00 %"
     assert int(table["join webhooks (embedded bridge)"]) == answered
     assert table["RTP loss"] == "0.00 %"
+    assert 1.0 <= float(table["RTP MOS (worst call)"]) <= 4.5  # reported, on the E-model scale
     lines = [json.loads(line) for line in log.read_text().splitlines()]
     assert len(lines) == answered and all(c["ok"] and c["rtp"]["expected"] for c in lines)
+    assert all(1.0 <= c["rtp"]["mos"] <= 4.5 and c["rtp"]["jitter_ms"] >= 0 for c in lines)
     assert 'id="sipharness"' in Path(f"{out}.html").read_text()
     everything = result.stdout + result.stderr + log.read_text() + Path(f"{out}.html").read_text()
     assert BRIDGE_PASSWORD not in everything

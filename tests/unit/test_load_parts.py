@@ -115,6 +115,19 @@ def test_totals_add_up_nodes_and_measure_rates() -> None:
     assert totals.rate("started") == 5.0 and totals.rate("answered") == 4.0
 
 
+def test_totals_report_the_mean_and_worst_mos_of_calls_with_one() -> None:
+    totals = CallTotals()
+    for node, scores in (("w0", (4.4, None)), ("w1", (3.1, 4.2))):
+        counters = CallCounters()
+        for mos in scores:
+            counters.rtp(100, 0, 1.0, mos)
+        totals.add(node, counters.take())
+    rows = dict(totals.summary())
+    assert rows["calls with RTP"] == "4"
+    assert rows["RTP MOS (mean of calls)"] == "3.90" and rows["RTP MOS (worst call)"] == "3.10"
+    assert dict(CallTotals().summary())["RTP MOS (worst call)"] == "n/a"
+
+
 def test_capacity_step_percentile_counts_only_the_step() -> None:
     before = {10: 100}
     after = {10: 100, 20: 90, 900: 10}
