@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -18,6 +18,7 @@ finally:
     del os.environ["LOCUST_SKIP_MONKEY_PATCH"]
 
 from sipharness.hostenv import free_port, missing_tool_reason, tools_required
+from sipharness.report.redact import forget_secrets
 
 
 def tool_path(name: str) -> str:
@@ -44,3 +45,10 @@ def require_tool() -> Callable[[str], str]:
 def loopback_port() -> int:
     """A port on 127.0.0.1 free for both UDP and TCP."""
     return free_port()
+
+
+@pytest.fixture(autouse=True)
+def _secrets_do_not_leak_between_tests() -> Iterator[None]:
+    """A password one test registers for redaction must not redact the next test's text."""
+    yield
+    forget_secrets()
