@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import subprocess
 from pathlib import Path
@@ -12,9 +13,13 @@ class ReportError(RuntimeError):
 
 
 def allure_generator(project_root: Path) -> Path:
-    """Path of the pinned ``allure`` CLI, installing it with ``npm ci`` on first use."""
+    """Path of the pinned ``allure`` CLI, installed with ``npm ci`` on first use and again
+    whenever package-lock.json changed since."""
     binary = project_root / "node_modules" / ".bin" / "allure"
-    if binary.exists():
+    lock = project_root / "package-lock.json"
+    stamp = project_root / "node_modules" / ".sipharness-lock"
+    wanted = hashlib.sha256(lock.read_bytes()).hexdigest() if lock.exists() else ""
+    if binary.exists() and stamp.exists() and stamp.read_text() == wanted:
         return binary
     if not (project_root / "package-lock.json").exists():
         raise ReportError(f"{project_root}/package-lock.json is missing: cannot install Allure")
@@ -33,6 +38,7 @@ def allure_generator(project_root: Path) -> Path:
     )
     if done.returncode != 0 or not binary.exists():
         raise ReportError(f"npm ci failed: {done.stderr.strip() or done.stdout.strip()}")
+    stamp.write_text(wanted)  # a later pin bump in package-lock.json reinstalls
     return binary
 
 
