@@ -1048,7 +1048,8 @@ class ScenarioRun:
                         call.ack()
                     if call.state in (CallState.ANSWERED, CallState.CONFIRMED):
                         call.bye(within=CLEANUP_WAIT)
-                    elif call.state is CallState.CALLING and call.invite_tx is not None:
+                    elif (call.state is CallState.CALLING and call.invite_tx is not None
+                          and call.invite_tx.final_response is None):  # a 401 ended it already
                         call.cancel()
                         call.expect_response(method="INVITE", within=CLEANUP_WAIT)
             self.adopt_strays()
