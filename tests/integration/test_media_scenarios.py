@@ -133,8 +133,8 @@ def test_a_bridge_playing_a_tone_passes_the_flow_check_but_not_the_echo_check(
     before, after = media_reports(run)
     assert after.received.ssrc_changes == 0 and after.received.received > before.received.received
     assert before.latency_avg_ms is None  # the tone is the bridge's own stream, not our echo
-    assert ("expected an echo round trip of at most 5 ms, saw no packet of ours came back"
-            in str(failed.value))  # fmt: skip
+    assert re.search(r"expected an echo round trip of at most \d+ ms, "
+                     r"saw no packet of ours came back", str(failed.value))  # fmt: skip
 
 
 def test_a_port_reserved_for_the_offer_is_where_rtp_is_received(
