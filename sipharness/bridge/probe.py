@@ -304,27 +304,39 @@ def options_ping(host: str, port: int, transport: str = "udp", timeout: float = 
         return None
 
 
+def send_authenticated_invite(probe: SipProbe, call: DialIn, username: str, password: str, *,
+                              headers: tuple[str, ...] = (), body: str | None = None,
+                              timeout: float = 3.0) -> tuple[SipReply | None, str | None]:
+    """INVITE → challenge → ACK → INVITE with credentials, sent; its answers are not read.
+
+    Returns the first reply and the authenticated INVITE as sent (None when the first reply
+    was no 401/407 challenge), so a caller can retransmit it byte for byte."""
+    probe.send(call.invite(headers=headers, body=body))
+    first = probe.wait_status(timeout=timeout)
+    if first is None or first.status not in (401, 407):
+        return first, None
+    probe.send(call.ack(first))
+    header = "WWW-Authenticate" if first.status == 401 else "Proxy-Authenticate"
+    call.cseq += 1
+    auth_name = "Authorization" if first.status == 401 else "Proxy-Authorization"
+    value = digest_authorization(first.header(header) or "", "INVITE", call.request_uri,
+                                 username, password)
+    invite = call.invite(headers=headers, body=body, authorization=f"{auth_name}: {value}")
+    probe.send(invite)
+    return first, invite
+
+
 def authenticated_call(probe: SipProbe, call: DialIn, username: str, password: str, *,
                        headers: tuple[str, ...] = (), body: str | None = None,
                        timeout: float = 3.0) -> tuple[SipReply | None, list[SipReply]]:
     """INVITE → challenge → ACK → INVITE with credentials → final answer (2xx not yet ACKed).
 
     Returns the final response to the authenticated INVITE and every message received."""
-    seen: list[SipReply] = []
-    probe.send(call.invite(headers=headers, body=body))
-    first = probe.wait_status(timeout=timeout)
-    if first is None:
-        return None, seen
-    seen.append(first)
-    if first.status not in (401, 407):
+    first, invite = send_authenticated_invite(probe, call, username, password,
+                                              headers=headers, body=body, timeout=timeout)
+    seen = [first] if first is not None else []
+    if invite is None:
         return first, seen
-    probe.send(call.ack(first))
-    header = "WWW-Authenticate" if first.status == 401 else "Proxy-Authenticate"
-    challenge = first.header(header) or ""
-    call.cseq += 1
-    auth_name = "Authorization" if first.status == 401 else "Proxy-Authorization"
-    value = digest_authorization(challenge, "INVITE", call.request_uri, username, password)
-    probe.send(call.invite(headers=headers, body=body, authorization=f"{auth_name}: {value}"))
     deadline = time.monotonic() + timeout
     final = None
     while (left := deadline - time.monotonic()) > 0:

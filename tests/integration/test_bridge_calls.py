@@ -18,6 +18,7 @@ from sipharness.bridge.probe import (
     authenticated_call,
     digest_authorization,
     options_ping,
+    send_authenticated_invite,
 )
 from sipharness.bridge.process import MockBridge
 from sipharness.webhooks import WebhookReceiver
@@ -155,14 +156,9 @@ def test_cancel_before_answer_gives_487_and_no_join(bridge: MockBridge, probe: S
     uid = user_id()
     call = DialIn(probe, bridge.room_code)
     headers = (f"X-100ms-UserID: {uid}",)
-    probe.send(call.invite(headers=headers))
-    challenge = probe.wait_status()
-    assert challenge is not None
-    probe.send(call.ack(challenge))
-    call.cseq += 1
-    auth = digest_authorization(challenge.header("www-authenticate") or "", "INVITE",
-                                call.request_uri, bridge.username, bridge.password)
-    probe.send(call.invite(headers=headers, authorization=f"Authorization: {auth}"))
+    _, sent = send_authenticated_invite(
+        probe, call, bridge.username, bridge.password, headers=headers)
+    assert sent is not None  # challenged, then answered with credentials
     ringing = probe.wait_status(180)
     assert ringing is not None and ringing.status == 180
     probe.send(call.cancel())
@@ -319,15 +315,9 @@ def test_retransmitted_invite_after_the_answer_never_joins_twice(
     uid = user_id()
     call = DialIn(probe, bridge.room_code)
     headers = (f"X-100ms-UserID: {uid}",)
-    probe.send(call.invite(headers=headers))
-    challenge = probe.wait_status()
-    assert challenge is not None
-    probe.send(call.ack(challenge))
-    call.cseq += 1
-    auth = digest_authorization(challenge.header("www-authenticate") or "", "INVITE",
-                                call.request_uri, bridge.username, bridge.password)
-    invite = call.invite(headers=headers, authorization=f"Authorization: {auth}")
-    probe.send(invite)
+    _, invite = send_authenticated_invite(
+        probe, call, bridge.username, bridge.password, headers=headers)
+    assert invite is not None  # challenged, then answered with credentials
     final = probe.wait_status()
     assert final is not None and final.status == 200
     probe.send(invite)
@@ -393,14 +383,9 @@ def test_responses_honour_rport_and_received(bridge: MockBridge, probe: SipProbe
 def test_a_second_invite_while_the_first_is_pending_gets_500_with_retry_after(
         bridge: MockBridge, probe: SipProbe) -> None:
     call = DialIn(probe, bridge.room_code)
-    probe.send(call.invite())
-    challenge = probe.wait_status()
-    assert challenge is not None
-    probe.send(call.ack(challenge))
-    call.cseq += 1
-    auth = digest_authorization(challenge.header("www-authenticate") or "", "INVITE",
-                                call.request_uri, bridge.username, bridge.password)
-    probe.send(call.invite(authorization=f"Authorization: {auth}"))
+    _, sent = send_authenticated_invite(
+        probe, call, bridge.username, bridge.password)
+    assert sent is not None  # challenged, then answered with credentials
     ringing = probe.wait_status(180)
     assert ringing is not None and ringing.status == 180
     probe.send(call.request("INVITE", cseq=call.cseq + 1, to_tag=ringing.to_tag,

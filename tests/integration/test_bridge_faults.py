@@ -19,6 +19,7 @@ from sipharness.bridge.probe import (
     SipReply,
     authenticated_call,
     digest_authorization,
+    send_authenticated_invite,
 )
 from sipharness.bridge.process import MockBridge
 from sipharness.webhooks import WebhookReceiver
@@ -113,15 +114,9 @@ def check_no_masking() -> None:
 def check_double_join_on_retransmit() -> None:
     with faulty("double-join-on-retransmit") as (bridge, probe, rx):
         call = DialIn(probe, bridge.room_code)
-        probe.send(call.invite())
-        challenge = probe.wait_status()
-        assert challenge is not None
-        probe.send(call.ack(challenge))
-        call.cseq += 1
-        auth = digest_authorization(challenge.header("www-authenticate") or "", "INVITE",
-                                    call.request_uri, bridge.username, bridge.password)
-        invite = call.invite(authorization=f"Authorization: {auth}")
-        probe.send(invite)
+        challenge, invite = send_authenticated_invite(
+            probe, call, bridge.username, bridge.password)
+        assert invite is not None  # challenged, then answered with credentials
         assert (probe.wait_status() or challenge).status == 200
         probe.send(invite)
         rx.wait_count("peer.join.success", 2, timeout=3.0)
@@ -175,14 +170,9 @@ def check_to_tag_changes() -> None:
 def check_cancel_ignored() -> None:
     with faulty("cancel-ignored", timers={"answer_delay": 0.3}) as (bridge, probe, rx):
         call = DialIn(probe, bridge.room_code)
-        probe.send(call.invite())
-        challenge = probe.wait_status()
-        assert challenge is not None
-        probe.send(call.ack(challenge))
-        call.cseq += 1
-        auth = digest_authorization(challenge.header("www-authenticate") or "", "INVITE",
-                                    call.request_uri, bridge.username, bridge.password)
-        probe.send(call.invite(authorization=f"Authorization: {auth}"))
+        _, sent = send_authenticated_invite(
+            probe, call, bridge.username, bridge.password)
+        assert sent is not None  # challenged, then answered with credentials
         assert probe.wait_status(180) is not None
         probe.send(call.cancel())
         finals = {m.cseq[1]: m.status for m in probe.collect(0.8) if (m.status or 0) >= 200}
