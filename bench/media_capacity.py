@@ -37,6 +37,7 @@ from sipharness.media.source import ToneSource
 from sipharness.media.stats import ReceiveStats
 
 HOST = "127.0.0.1"
+SIPP_FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "sipp"
 LOSS_LIMIT = 0.001
 
 
@@ -173,127 +174,32 @@ def _hold_sessions(streams: int, seconds: float, port: int, peer_name: str) -> S
     )
 
 
-_SIPP_UAC = """<?xml version="1.0" encoding="ISO-8859-1" ?>
-<scenario name="rtp_stream hold">
-  <send retrans="500"><![CDATA[
-INVITE sip:bench@[remote_ip]:[remote_port] SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-From: <sip:sipp@[local_ip]:[local_port]>;tag=[pid]T[call_number]
-To: <sip:bench@[remote_ip]:[remote_port]>
-Call-ID: [call_id]
-CSeq: 1 INVITE
-Contact: <sip:sipp@[local_ip]:[local_port]>
-Max-Forwards: 70
-Content-Type: application/sdp
-Content-Length: [len]
-
-v=0
-o=- 1 1 IN IP[local_ip_type] [local_ip]
-s=-
-c=IN IP[media_ip_type] [media_ip]
-t=0 0
-m=audio [rtpstream_audio_port] RTP/AVP 0
-a=rtpmap:0 PCMU/8000
-
-]]></send>
-  <recv response="100" optional="true"/>
-  <recv response="200"/>
-  <send><![CDATA[
-ACK sip:bench@[remote_ip]:[remote_port] SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-From: <sip:sipp@[local_ip]:[local_port]>;tag=[pid]T[call_number]
-To: <sip:bench@[remote_ip]:[remote_port]>[peer_tag_param]
-Call-ID: [call_id]
-CSeq: 1 ACK
-Max-Forwards: 70
-Content-Length: 0
-
-]]></send>
-  <nop><action><exec rtp_stream="@FILE@,-1,0"/></action></nop>
-  <pause milliseconds="@HOLD@"/>
-  <nop><action><exec rtp_stream="pause"/></action></nop>
-  <send retrans="500"><![CDATA[
-BYE sip:bench@[remote_ip]:[remote_port] SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-From: <sip:sipp@[local_ip]:[local_port]>;tag=[pid]T[call_number]
-To: <sip:bench@[remote_ip]:[remote_port]>[peer_tag_param]
-Call-ID: [call_id]
-CSeq: 2 BYE
-Max-Forwards: 70
-Content-Length: 0
-
-]]></send>
-  <recv response="200"/>
-</scenario>
-"""
-
-_SIPP_UAS = """<?xml version="1.0" encoding="ISO-8859-1" ?>
-<scenario name="answer towards the sink">
-  <recv request="INVITE"/>
-  <send><![CDATA[
-SIP/2.0 200 OK
-[last_Via:]
-[last_From:]
-[last_To:];tag=[pid]S[call_number]
-[last_Call-ID:]
-[last_CSeq:]
-Contact: <sip:[local_ip]:[local_port]>
-Content-Type: application/sdp
-Content-Length: [len]
-
-v=0
-o=- 1 1 IN IP4 127.0.0.1
-s=-
-c=IN IP4 127.0.0.1
-t=0 0
-m=audio @SINK@ RTP/AVP 0
-a=rtpmap:0 PCMU/8000
-
-]]></send>
-  <recv request="ACK"/>
-  <recv request="BYE"/>
-  <send><![CDATA[
-SIP/2.0 200 OK
-[last_Via:]
-[last_From:]
-[last_To:]
-[last_Call-ID:]
-[last_CSeq:]
-Content-Length: 0
-
-]]></send>
-</scenario>
-"""
-
-
-def _sipp(sipp: str, scenario: Path, *args: str) -> subprocess.Popen[bytes]:
+def _sipp(sipp: str, scenario: str, workdir: Path, *args: str) -> subprocess.Popen[bytes]:
     command = [
-        sipp, "-sf", str(scenario), "-i", HOST, "-mi", HOST, "-mp", str(free_port()),
-        "-cp", str(free_port()), "-nostdin", "-timeout", "120s", *args,
+        sipp, "-sf", str(SIPP_FIXTURES / scenario), "-i", HOST, "-mi", HOST,
+        "-mp", str(free_port()), "-cp", str(free_port()), "-nostdin", "-timeout", "120s", *args,
     ]  # fmt: skip
     return subprocess.Popen(
-        command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+        command, cwd=workdir, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
 
 
 def run_sipp(sipp: str, streams: int, seconds: float, workdir: Path) -> Step:
-    audio = workdir / "tone.ulaw"
-    audio.write_bytes(b"".join(ToneSource().frames("PCMU", 160)))
+    (workdir / "tone.ulaw").write_bytes(b"".join(ToneSource().frames("PCMU", 160)))
     sink_port, uas_port = free_port(), free_port()
     ramp = 1.0
     hold_ms = int((ramp + seconds + 0.5) * 1000)
-    uac_xml, uas_xml = workdir / "uac.xml", workdir / "uas.xml"
-    uac_xml.write_text(_SIPP_UAC.replace("@FILE@", str(audio)).replace("@HOLD@", str(hold_ms)))
-    uas_xml.write_text(_SIPP_UAS.replace("@SINK@", str(sink_port)))
     sink = _child("--rtp-sink", str(sink_port), str(ramp + seconds + 1.5))
     uas = uac = None
     try:
-        uas = _sipp(sipp, uas_xml, "-p", str(uas_port))
+        uas = _sipp(sipp, "uas_rtp_sink.xml", workdir, "-p", str(uas_port),
+                    "-set", "sink", str(sink_port))  # fmt: skip
         time.sleep(0.3)
         rate = str(max(1, int(streams / ramp)))
         uac = _sipp(
-            sipp, uac_xml, f"{HOST}:{uas_port}", "-p", str(free_port()),
-            "-m", str(streams), "-l", str(streams), "-r", rate,
+            sipp, "uac_rtp_stream.xml", workdir, f"{HOST}:{uas_port}", "-p", str(free_port()),
+            "-m", str(streams), "-l", str(streams), "-r", rate, "-d", str(hold_ms),
         )  # fmt: skip
         process = psutil.Process(uac.pid)
         time.sleep(ramp + 0.3)

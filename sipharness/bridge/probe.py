@@ -304,25 +304,59 @@ def options_ping(host: str, port: int, transport: str = "udp", timeout: float = 
         return None
 
 
+def challenge_value(challenge: SipReply, algorithm: str | None = None) -> str:
+    """The WWW-Authenticate (401) or Proxy-Authenticate (407) value to answer: the first,
+    or the first offering ``algorithm``; LookupError when none offers it."""
+    name = "Proxy-Authenticate" if challenge.status == 407 else "WWW-Authenticate"
+    offered = challenge.header_values(name)
+    if algorithm is None:
+        return offered[0] if offered else ""
+    for value in offered:
+        if parse_auth_params(value)[1].get("algorithm", "MD5").upper() == algorithm.upper():
+            return value
+    raise LookupError(f"no {name} of the {challenge.status} offers algorithm={algorithm}")
+
+
+def answer_challenge(probe: SipProbe, call: DialIn, challenge: SipReply, username: str,
+                     password: str, *, headers: tuple[str, ...] = (), body: str | None = None,
+                     algorithm: str | None = None, qop: bool = True,
+                     digest_uri: str | None = None, wait_before_answer: float = 0.0) -> str:
+    """ACK a 401/407 ``challenge``, then send the INVITE again (next CSeq) with credentials.
+
+    ``algorithm`` picks the challenge offering it; ``qop=False`` answers without qop (RFC 2069
+    style); ``digest_uri`` is the uri= the response is computed for (the Request-URI unless a
+    test means it to be wrong); ``wait_before_answer`` seconds pass between the ACK and the
+    INVITE (to let a nonce expire). Returns the INVITE as sent."""
+    probe.send(call.ack(challenge))
+    if wait_before_answer > 0:
+        time.sleep(wait_before_answer)
+    call.cseq += 1
+    auth_name = "Proxy-Authorization" if challenge.status == 407 else "Authorization"
+    value = digest_authorization(challenge_value(challenge, algorithm), "INVITE",
+                                 digest_uri or call.request_uri, username, password, qop=qop)
+    invite = call.invite(headers=headers, body=body, authorization=f"{auth_name}: {value}")
+    probe.send(invite)
+    return invite
+
+
 def send_authenticated_invite(probe: SipProbe, call: DialIn, username: str, password: str, *,
                               headers: tuple[str, ...] = (), body: str | None = None,
-                              timeout: float = 3.0) -> tuple[SipReply | None, str | None]:
+                              timeout: float = 3.0, algorithm: str | None = None,
+                              qop: bool = True, digest_uri: str | None = None,
+                              wait_before_answer: float = 0.0
+                              ) -> tuple[SipReply | None, str | None]:
     """INVITE → challenge → ACK → INVITE with credentials, sent; its answers are not read.
 
     Returns the first reply and the authenticated INVITE as sent (None when the first reply
-    was no 401/407 challenge), so a caller can retransmit it byte for byte."""
+    was no 401/407 challenge), so a caller can retransmit it byte for byte. The keyword
+    options after ``timeout`` are those of :func:`answer_challenge`."""
     probe.send(call.invite(headers=headers, body=body))
     first = probe.wait_status(timeout=timeout)
     if first is None or first.status not in (401, 407):
         return first, None
-    probe.send(call.ack(first))
-    header = "WWW-Authenticate" if first.status == 401 else "Proxy-Authenticate"
-    call.cseq += 1
-    auth_name = "Authorization" if first.status == 401 else "Proxy-Authorization"
-    value = digest_authorization(first.header(header) or "", "INVITE", call.request_uri,
-                                 username, password)
-    invite = call.invite(headers=headers, body=body, authorization=f"{auth_name}: {value}")
-    probe.send(invite)
+    invite = answer_challenge(probe, call, first, username, password, headers=headers,
+                              body=body, algorithm=algorithm, qop=qop, digest_uri=digest_uri,
+                              wait_before_answer=wait_before_answer)
     return first, invite
 
 

@@ -16,7 +16,6 @@ from sipharness.bridge.probe import (
     SipProbe,
     SipReply,
     authenticated_call,
-    digest_authorization,
     options_ping,
     send_authenticated_invite,
 )
@@ -133,18 +132,13 @@ def test_wrong_credentials_never_answer_200_or_join(bridge: MockBridge, probe: S
                                                     wrong: str) -> None:
     uid = user_id()
     call = DialIn(probe, bridge.room_code)
-    headers = (f"X-100ms-UserID: {uid}",)
-    probe.send(call.invite(headers=headers))
-    challenge = probe.wait_status()
-    assert challenge is not None and challenge.status == 401
-    probe.send(call.ack(challenge))
-    call.cseq += 1
     username = "intruder" if wrong == "username" else bridge.username
     password = "not-it" if wrong == "password" else bridge.password
-    uri = "sip:other@127.0.0.1" if wrong == "uri" else call.request_uri
-    auth = digest_authorization(challenge.header("www-authenticate") or "", "INVITE", uri,
-                                username, password)
-    probe.send(call.invite(headers=headers, authorization=f"Authorization: {auth}"))
+    uri = "sip:other@127.0.0.1" if wrong == "uri" else None
+    challenge, _ = send_authenticated_invite(probe, call, username, password,
+                                             headers=(f"X-100ms-UserID: {uid}",),
+                                             digest_uri=uri)
+    assert challenge is not None and challenge.status == 401
     answer = probe.wait_status()
     assert answer is not None and answer.status in (401, 403)
     time.sleep(0.2)

@@ -19,8 +19,9 @@ from sipharness.bridge.probe import (
     DialIn,
     SipProbe,
     SipReply,
+    answer_challenge,
     authenticated_call,
-    digest_authorization,
+    send_authenticated_invite,
 )
 from sipharness.bridge.process import MockBridge
 from sipharness.webhooks import WebhookReceiver
@@ -121,24 +122,14 @@ def test_expired_nonce_gets_a_stale_challenge_then_the_retry_succeeds() -> None:
     with MockBridge(overrides={"auth": {"nonce_lifetime": 0.3}}) as bridge, \
             SipProbe(bridge.sip_host, bridge.sip_port) as probe:
         call = DialIn(probe, bridge.room_code)
-        probe.send(call.invite())
-        challenge = probe.wait_status()
+        challenge, _ = send_authenticated_invite(probe, call, bridge.username, bridge.password,
+                                                 wait_before_answer=0.5)
         assert challenge is not None and challenge.status == 401
-        probe.send(call.ack(challenge))
-        time.sleep(0.5)
-        call.cseq += 1
-        auth = digest_authorization(challenge.header("www-authenticate") or "", "INVITE",
-                                    call.request_uri, bridge.username, bridge.password)
-        probe.send(call.invite(authorization=f"Authorization: {auth}"))
         stale = probe.wait_status()
         assert stale is not None and stale.status == 401
         fresh = stale.header("www-authenticate") or ""
         assert "stale=true" in fresh.lower()
-        probe.send(call.ack(stale))
-        call.cseq += 1
-        auth = digest_authorization(fresh, "INVITE", call.request_uri, bridge.username,
-                                    bridge.password)
-        probe.send(call.invite(authorization=f"Authorization: {auth}"))
+        answer_challenge(probe, call, stale, bridge.username, bridge.password)
         final = probe.wait_status()
         assert final is not None and final.status == 200
 
@@ -159,17 +150,12 @@ def test_challenges_offer_each_algorithm_in_order_and_each_is_verified(pick: str
     with MockBridge(overrides={"auth": {"algorithms": ["SHA-256", "MD5"]}}) as bridge, \
             SipProbe(bridge.sip_host, bridge.sip_port) as probe:
         call = DialIn(probe, bridge.room_code)
-        probe.send(call.invite())
-        challenge = probe.wait_status()
+        challenge, sent = send_authenticated_invite(probe, call, bridge.username,
+                                                    bridge.password, algorithm=pick, qop=qop)
         assert challenge is not None
         offered = challenge.header_values("www-authenticate")
         assert ["algorithm=SHA-256" in offered[0], "algorithm=MD5" in offered[1]] == [True, True]
-        probe.send(call.ack(challenge))
-        call.cseq += 1
-        chosen = next(c for c in offered if f"algorithm={pick}" in c)
-        auth = digest_authorization(chosen, "INVITE", call.request_uri, bridge.username,
-                                    bridge.password, qop=qop)
-        probe.send(call.invite(authorization=f"Authorization: {auth}"))
+        assert sent is not None and f"algorithm={pick}," in sent and ("qop=auth" in sent) == qop
         final = probe.wait_status()
         assert final is not None and final.status == 200
 

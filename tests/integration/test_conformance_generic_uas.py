@@ -17,91 +17,8 @@ import pytest
 from sipharness.hostenv import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
-# A plain RFC 3261 UAS: 401 with a digest challenge, verifyauth on the retry (403 when
-# wrong), 180 and 200 with one To-tag, Record-Route copied into both, ACK, BYE -> 200.
-UAS_XML = """<?xml version="1.0" encoding="ISO-8859-1" ?>
-<scenario name="generic authenticating UAS">
-  <Global variables="user,pass" />
-  <recv request="INVITE" />
-  <send><![CDATA[
-SIP/2.0 401 Unauthorized
-[last_Via:]
-[last_From:]
-[last_To:];tag=[pid]uas[call_number]
-[last_Call-ID:]
-[last_CSeq:]
-WWW-Authenticate: Digest realm="generic.test", nonce="[pid]n[call_number]ab", qop="auth"
-Content-Length: 0
-
-]]></send>
-  <recv request="ACK" />
-  <recv request="INVITE">
-    <action><verifyauth assign_to="ok" username="[$user]" password="[$pass]" /></action>
-  </recv>
-  <nop hide="true" test="ok" next="answer" />
-  <send><![CDATA[
-SIP/2.0 403 Forbidden
-[last_Via:]
-[last_From:]
-[last_To:];tag=[pid]uas2[call_number]
-[last_Call-ID:]
-[last_CSeq:]
-Content-Length: 0
-
-]]></send>
-  <recv request="ACK" next="end" />
-  <label id="answer" />
-  <send><![CDATA[
-SIP/2.0 180 Ringing
-[last_Via:]
-[last_Record-Route:]
-[last_From:]
-[last_To:];tag=[pid]uas2[call_number]
-[last_Call-ID:]
-[last_CSeq:]
-Contact: <sip:uas@[local_ip]:[local_port];transport=[transport]>
-Content-Length: 0
-
-]]></send>
-  <send retrans="500"><![CDATA[
-SIP/2.0 200 OK
-[last_Via:]
-[last_Record-Route:]
-[last_From:]
-[last_To:];tag=[pid]uas2[call_number]
-[last_Call-ID:]
-[last_CSeq:]
-Contact: <sip:uas@[local_ip]:[local_port];transport=[transport]>
-Content-Type: application/sdp
-Content-Length: [len]
-
-v=0
-o=uas 1 1 IN IP4 [local_ip]
-s=-
-c=IN IP4 [media_ip]
-t=0 0
-m=audio [media_port] RTP/AVP 0 101
-a=rtpmap:0 PCMU/8000
-a=rtpmap:101 telephone-event/8000
-a=sendrecv
-
-]]></send>
-  <recv request="ACK" />
-  <recv request="BYE" />
-  <send><![CDATA[
-SIP/2.0 200 OK
-[last_Via:]
-[last_From:]
-[last_To:]
-[last_Call-ID:]
-[last_CSeq:]
-Content-Length: 0
-
-]]></send>
-  <label id="end" />
-  <timewait milliseconds="500" />
-</scenario>
-"""
+# SIPp as a plain RFC 3261 authenticating UAS; the comment atop the scenario says what it does.
+SCENARIO = ROOT / "fixtures" / "sipp" / "uas_generic_auth.xml"
 USERNAME, PASSWORD = "trunk", "uas-secret-7d1"
 pytestmark = [pytest.mark.integration, pytest.mark.sipp]
 
@@ -124,10 +41,8 @@ def test_applicable_scenarios_pass_and_the_rest_are_skipped_with_reasons(
         require_tool: Callable[[str], str], tmp_path: Path) -> None:
     sipp = require_tool("sipp")
     port = free_port()
-    scenario = tmp_path / "uas.xml"
-    scenario.write_text(UAS_XML)
     uas = subprocess.Popen(
-        [sipp, "-sf", str(scenario), "-i", "127.0.0.1", "-p", str(port), "-t", "u1", "-m", "50",
+        [sipp, "-sf", str(SCENARIO), "-i", "127.0.0.1", "-p", str(port), "-t", "u1", "-m", "50",
          "-set", "user", USERNAME, "-set", "pass", PASSWORD, "-timeout", "120", "-nostdin",
          "-trace_err", "-error_file", str(tmp_path / "sipp-errors.log")],
         cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
