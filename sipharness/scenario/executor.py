@@ -38,6 +38,7 @@ from sipharness.sip.digest import (
     choose_challenge,
     parse_challenges,
 )
+from sipharness.sip.identifiers import random_hex
 from sipharness.sip.message import (
     Request,
     Response,
@@ -674,7 +675,7 @@ class ScenarioRun:
             ("Max-Forwards", "70"),
             ("From", f"<sip:sipharness@{sent_by}>;tag={new_tag()}"),
             ("To", f"<{uri}>"),
-            ("Call-ID", f"{secrets.token_hex(8)}@{sent_by.rsplit(':', 1)[0]}"),
+            ("Call-ID", f"{random_hex(8)}@{sent_by.rsplit(':', 1)[0]}"),
             ("CSeq", f"1 {method}"),
             *extra,
         ])

@@ -10,10 +10,11 @@ a quoted string, an integer, or a call of one of FUNCTIONS: ``upper(x)``, ``lowe
 from __future__ import annotations
 
 import re
-import secrets
 import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+
+from sipharness.sip.identifiers import random_hex
 
 Ref = tuple[str, ...]
 
@@ -292,5 +293,7 @@ class Bindings:
                     )
                 return self.saved[name]
             if head == "random":
-                return self.random.setdefault(name, secrets.token_hex(5))
+                if name not in self.random:
+                    self.random[name] = random_hex(5)
+                return self.random[name]
         raise TemplateError(f"unknown variable ${{{'.'.join(ref)}}}")

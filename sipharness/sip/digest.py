@@ -6,10 +6,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-import secrets
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
+
+from sipharness.sip.identifiers import random_hex
 
 if TYPE_CHECKING:
     from sipharness.sip.message import Response
@@ -413,7 +414,7 @@ class DigestClient:
     """
 
     def __init__(self, *, cnonce: Callable[[], str] | None = None) -> None:
-        self._make_cnonce = cnonce or (lambda: secrets.token_hex(8))
+        self._make_cnonce = cnonce or (lambda: random_hex(8))
         self._nc: dict[str, int] = {}
 
     def nonce_count(self, nonce: str) -> int:

@@ -22,6 +22,10 @@ TOKEN_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+")
 
 WSP = " \t"
 
+_PLAIN_PARAMS = re.compile(r"(?:;[A-Za-z0-9\-.!%*_+`'~]+(?:=[^;\s\"<]+)?)+")
+"""``;name=value;flag`` with token names, no quotes, no ``<`` and no whitespace: what
+``parse_params`` accepts as is (the common case, parsed without the general scan)."""
+
 
 def is_token(text: str) -> bool:
     """True when ``text`` is a non-empty RFC 3261 token."""
@@ -114,6 +118,11 @@ def parse_params(text: str, *, what: str = "parameter") -> dict[str, str | None]
     params: dict[str, str | None] = {}
     rest = text.strip(WSP)
     if not rest:
+        return params
+    if _PLAIN_PARAMS.fullmatch(rest) is not None:
+        for piece in rest[1:].split(";"):
+            name, eq, value = piece.partition("=")
+            params[name.lower()] = value if eq else None
         return params
     if rest[0] != ";":
         raise ValueError(f"unexpected text {rest[:20]!r} before the {what}s")

@@ -20,11 +20,10 @@ and ``StreamParser.buffered``.
 from __future__ import annotations
 
 import re
-import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING, Self, TypeVar
 
 from sipharness.sip.grammar import (
     WSP,
@@ -37,6 +36,7 @@ from sipharness.sip.grammar import (
     split_outside,
     unquote,
 )
+from sipharness.sip.identifiers import new_branch, new_call_id, new_tag
 from sipharness.sip.uri import SipURI
 
 __all__ = [
@@ -195,25 +195,40 @@ def _unfold(text: str) -> str:
     return " ".join(p.strip(WSP) for p in parts).strip(WSP)
 
 
-@dataclass(slots=True)
 class Header:
     """One header field exactly as received or sent.
 
     ``raw`` is the field's bytes including any folding, without the final line end; ``eol``
     is that line end (CRLF, or LF when the peer sent bare LF). ``line`` is the 1-based line
     number in the parsed message (None for built fields). A malformed raw line given to the
-    builder has ``name == ""``.
+    builder has ``name == ""``. ``canonical`` is the lower-case long form of the name
+    (computed when not given). A plain slotted class: a load run makes dozens per call.
     """
 
-    name: str
-    value: str
-    raw: bytes
-    eol: bytes = _CRLF
-    line: int | None = None
-    canonical: str = field(init=False)
+    __slots__ = ("canonical", "eol", "line", "name", "raw", "value")
 
-    def __post_init__(self) -> None:
-        self.canonical = canonical_name(self.name) if self.name else ""
+    def __init__(self, name: str, value: str, raw: bytes, eol: bytes = _CRLF,
+                 line: int | None = None, canonical: str | None = None) -> None:  # fmt: skip
+        self.name = name
+        self.value = value
+        self.raw = raw
+        self.eol = eol
+        self.line = line
+        if canonical is None:
+            canonical = canonical_name(name) if name else ""
+        self.canonical = canonical
+
+    def __repr__(self) -> str:
+        return (f"Header(name={self.name!r}, value={self.value!r}, raw={self.raw!r}, "
+                f"eol={self.eol!r}, line={self.line!r})")  # fmt: skip
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Header):
+            return NotImplemented
+        return (self.name, self.value, self.raw, self.eol, self.line) == (
+            other.name, other.value, other.raw, other.eol, other.line)  # fmt: skip
+
+    __hash__ = None  # type: ignore[assignment]
 
     @classmethod
     def build(cls, name: str, value: str) -> Header:
@@ -228,13 +243,16 @@ class Header:
         if colon < 0:
             raise SipParseError("header field without ':'", line)
         name = text[:colon].rstrip(WSP)
-        _token_name(name, line)
-        return cls(name, _unfold(text[colon + 1 :]), raw, _CRLF, line)
+        canonical = _token_name(name, line)
+        return cls(name, _unfold(text[colon + 1 :]), raw, _CRLF, line, canonical)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Via:
-    """One Via value: ``SIP/2.0/UDP host:port;branch=...``. Transport is upper-cased."""
+    """One Via value: ``SIP/2.0/UDP host:port;branch=...``. Transport is upper-cased.
+
+    Parsed Vias are shared between messages with the same field value: treat them (and
+    their ``params``) as read-only."""
 
     transport: str
     host: str
@@ -319,12 +337,13 @@ def split_host_port(text: str) -> tuple[str, int | None]:
     return host, port
 
 
-@dataclass
+@dataclass(frozen=True)
 class NameAddr:
     """A From/To/Contact/Route value: display name, URI text and header parameters.
 
     ``display`` is None when absent and unquoted/unescaped when present. The Contact
-    value ``*`` is ``NameAddr(None, "*")``.
+    value ``*`` is ``NameAddr(None, "*")``. Parsed values are shared between messages with the
+    same field value: treat them (and their ``params``) as read-only.
     """
 
     display: str | None
@@ -379,6 +398,34 @@ class NameAddr:
         if not _SCHEME_RE.match(uri):
             raise ValueError(f"{uri!r} is not a URI (no scheme)")
         return cls(display, uri, parse_params(rest, what="header parameter"))
+
+
+_PARSED_MAX = 4096
+"""Field values remembered per cache below; a full cache starts again empty."""
+_VIA_LISTS: dict[str, tuple[Via, ...]] = {}
+_NAME_ADDR_LISTS: dict[str, tuple[NameAddr, ...]] = {}
+_NAME_ADDRS: dict[str, NameAddr] = {}
+"""Parsed field values by text. A call repeats the same From, To and Via in most of its
+messages (a response carries the request's Via, every request our From), and parsing them
+again was a tenth of a load generator's time; the parsed values are read-only."""
+
+_T = TypeVar("_T")
+
+
+def _remember(cache: dict[str, _T], text: str, value: _T) -> None:
+    if len(cache) >= _PARSED_MAX:
+        cache.clear()
+    cache[text] = value
+
+
+def _parsed_list(cache: dict[str, tuple[_T, ...]], text: str,
+                 parse: Callable[[str], _T]) -> tuple[_T, ...]:  # fmt: skip
+    """The comma-separated values of one field, parsed (ValueError on bad syntax)."""
+    found = cache.get(text)
+    if found is None:
+        found = tuple(parse(p) for p in split_outside(text, ","))
+        _remember(cache, text, found)
+    return found
 
 
 class Message:
@@ -511,8 +558,7 @@ class Message:
         out: list[NameAddr] = []
         for h in self.header_fields(name):
             try:
-                pieces = split_outside(h.value, ",")
-                out.extend(NameAddr.parse(p) for p in pieces)
+                out.extend(_parsed_list(_NAME_ADDR_LISTS, h.value, NameAddr.parse))
             except ValueError as exc:
                 raise SipParseError(f"{h.name}: {exc}", h.line) from None
         return out
@@ -521,10 +567,15 @@ class Message:
         h = self._single(name)
         if h is None:
             return None
+        found = _NAME_ADDRS.get(h.value)
+        if found is not None:
+            return found
         try:
-            return NameAddr.parse(h.value)
+            found = NameAddr.parse(h.value)
         except ValueError as exc:
             raise SipParseError(f"{h.name}: {exc}", h.line) from None
+        _remember(_NAME_ADDRS, h.value, found)
+        return found
 
     @_view
     def call_id(self) -> str | None:
@@ -551,7 +602,7 @@ class Message:
         out: list[Via] = []
         for h in self.header_fields("via"):
             try:
-                out.extend(Via.parse(p) for p in split_outside(h.value, ","))
+                out.extend(_parsed_list(_VIA_LISTS, h.value, Via.parse))
             except ValueError as exc:
                 raise SipParseError(f"{h.name}: {exc}", h.line) from None
         return out
@@ -763,6 +814,8 @@ def _split_lines(head: bytes) -> tuple[list[bytes], list[bytes]]:
 
 
 def _parse_head(head: bytes, blank_eol: bytes) -> Request | Response:
+    if b"\n " not in head and b"\n\t" not in head and head.count(b"\n") == head.count(b"\r\n"):
+        return _parse_plain_head(head, blank_eol)
     lines, eols = _split_lines(head)
     kind, a, b, c = _parse_start_line(lines[0])
     headers: list[Header] = []
@@ -788,6 +841,28 @@ def _parse_head(head: bytes, blank_eol: bytes) -> Request | Response:
                        blank_eol=blank_eol)  # fmt: skip
     return Response(int(b), c, headers, version=a, start_line=lines[0], start_eol=eols[0],
                     blank_eol=blank_eol)  # fmt: skip
+
+
+def _parse_plain_head(head: bytes, blank_eol: bytes) -> Request | Response:
+    """``_parse_head`` for the usual head: CRLF line ends and no folded fields, decoded once
+    (a load generator parses thousands of these a second)."""
+    lines = head[:-2].split(b"\r\n")
+    texts = head[:-2].decode("utf-8", "surrogateescape").split("\r\n")
+    kind, a, b, c = _parse_start_line(lines[0])
+    headers: list[Header] = []
+    append = headers.append
+    known = _KNOWN_NAMES
+    for i in range(1, len(lines)):
+        text = texts[i]
+        colon = text.find(":")
+        if colon < 0:
+            raise SipParseError("header field without ':'", i + 1)
+        name = text[:colon].rstrip(WSP)
+        canonical = known.get(name) or _token_name(name, i + 1)
+        append(Header(name, text[colon + 1 :].strip(WSP), lines[i], _CRLF, i + 1, canonical))
+    if kind == "request":
+        return Request(a, b, headers, version=c, start_line=lines[0], blank_eol=blank_eol)
+    return Response(int(b), c, headers, version=a, start_line=lines[0], blank_eol=blank_eol)
 
 
 def _framing_length(msg: Message) -> int | None:
@@ -923,23 +998,34 @@ def build_request(
     Content-Length is appended only when ``content_length`` and no such field was given.
     """
     fields = _build_fields(headers)
-    if content_length and not any(h.canonical == "content-length" for h in fields):
-        fields.append(Header.build("Content-Length", str(len(body))))
+    if content_length and not _has_content_length(fields):
+        fields.append(Header("Content-Length", str(len(body)), b"Content-Length: %d" % len(body),
+                             _CRLF, None, "content-length"))  # fmt: skip
     return Request(method, str(uri), fields, body)
+
+
+def _has_content_length(fields: list[Header]) -> bool:
+    return any(h.canonical == "content-length" for h in fields)
 
 
 def _build_fields(headers: Iterable[tuple[str, str] | bytes]) -> list[Header]:
     fields: list[Header] = []
+    append = fields.append
+    known = _KNOWN_NAMES
     for item in headers:
-        if isinstance(item, bytes | bytearray):
+        if type(item) is tuple:
+            name, value = item
+            append(Header(name, value, f"{name}: {value}".encode("utf-8", "surrogateescape"),
+                          _CRLF, None, known.get(name)))  # fmt: skip
+        elif isinstance(item, bytes | bytearray):
             try:
-                fields.append(Header.from_raw(bytes(item)))
+                append(Header.from_raw(bytes(item)))
             except SipParseError:
                 text = bytes(item).decode("utf-8", "surrogateescape")
-                fields.append(Header("", text, bytes(item)))
+                append(Header("", text, bytes(item)))
         else:
             name, value = item
-            fields.append(Header.build(name, value))
+            append(Header.build(name, value))
     return fields
 
 
@@ -976,19 +1062,4 @@ def build_response(
 
 
 def _copy_field(h: Header) -> Header:
-    return Header(h.name, h.value, h.raw)
-
-
-def new_branch() -> str:
-    """A fresh RFC 3261 Via branch (magic cookie ``z9hG4bK`` + 64 random bits)."""
-    return "z9hG4bK" + secrets.token_hex(8)
-
-
-def new_tag() -> str:
-    """A fresh From/To tag (48 random bits)."""
-    return secrets.token_hex(6)
-
-
-def new_call_id(host: str) -> str:
-    """A fresh Call-ID ``<96 random bits>@host``."""
-    return f"{secrets.token_hex(12)}@{host}"
+    return Header(h.name, h.value, h.raw, canonical=h.canonical)

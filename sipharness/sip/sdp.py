@@ -10,11 +10,11 @@ plain words (empty when fine). Malformed SDP raises ``SipParseError`` with the l
 from __future__ import annotations
 
 import re
-import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from sipharness.sip.grammar import SipParseError
+from sipharness.sip.identifiers import random_below
 
 __all__ = [
     "DIRECTIONS",
@@ -330,7 +330,7 @@ def make_offer(
     chosen = [_codec(c) for c in codecs]
     if not chosen:
         raise ValueError("an offer needs at least one codec")
-    sid = secrets.randbelow(2**31) if session_id is None else session_id
+    sid = random_below(2**31) if session_id is None else session_id
     media_lines: list[tuple[str, str]] = []
     for codec in chosen:
         media_lines += _codec_lines(codec)
@@ -367,7 +367,7 @@ def make_answer(
     Raises NoCommonCodec when no stream can be accepted.
     """
     wanted = {name.lower() for name in supported}
-    sid = secrets.randbelow(2**31) if session_id is None else session_id
+    sid = random_below(2**31) if session_id is None else session_id
     answer = SessionDescription(
         [
             ("v", "0"),

@@ -64,6 +64,7 @@ from sipharness.sip.events import (
     TransactionTerminated,
     TransactionTimedOut,
 )
+from sipharness.sip.identifiers import MAGIC_COOKIE
 from sipharness.sip.message import (
     Request,
     Response,
@@ -75,9 +76,6 @@ from sipharness.sip.timers import TimerConfig
 
 Destination = Any
 """Opaque to this module: whatever the driver needs to send bytes (an address tuple...)."""
-
-MAGIC_COOKIE = "z9hG4bK"
-"""RFC 3261 §8.1.1.7: branches starting with it are matched by §17.2.3, others by RFC 2543."""
 
 
 class TransactionState(StrEnum):
