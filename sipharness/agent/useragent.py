@@ -264,14 +264,10 @@ class Agent:
     def _may_answer(self, call: Call, response: Response) -> bool:
         """Whether dial() answers this challenge; sets the outcome when it does not."""
         outcome = call.outcome
-        try:
-            stale = any(c.stale for c in parse_challenges(response))
-        except DigestError:
-            stale = False
         if call.credentials is None:
             outcome.ending = "auth_failed"
             outcome.failure = f"challenged with {response.status} but no credentials were given"
-        elif outcome.challenged and not stale:
+        elif outcome.challenged and not _stale(response):
             outcome.ending = "auth_failed"
             outcome.failure = (f"{response.status} {response.reason} again after answering the "
                                "challenge: credentials refused")  # fmt: skip
@@ -344,3 +340,11 @@ class Agent:
             transport.send(response.to_bytes(), target, flow=item.flow)
         except TransportError as exc:
             log.info("could not answer a stray %s: %s", request.method, exc)
+
+
+def _stale(response: Response) -> bool:
+    """True when a 401/407 says ``stale=true`` (the nonce expired, the credentials did not)."""
+    try:
+        return any(c.stale for c in parse_challenges(response))
+    except DigestError:
+        return False
