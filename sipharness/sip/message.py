@@ -145,8 +145,13 @@ _BAD_BARE_URI_CHAR = re.compile(r"[ \t<>,?]")
 
 _KNOWN_NAMES: dict[str, str] = {}
 """Header names already seen as tokens, with their canonical form (bounded: the parser caches
-at most ``_KNOWN_NAMES_MAX`` of the names it reads)."""
+at most ``_KNOWN_NAMES_MAX`` of the names it reads). It starts with the long names in lower
+case, the form the views look fields up by."""
 _KNOWN_NAMES_MAX = 512
+_KNOWN_NAMES.update((name, name) for name in (
+    *LIST_HEADERS, *COMPACT_FORMS.values(), *SINGLE_HEADERS, "authorization",
+    "proxy-authorization", "www-authenticate", "proxy-authenticate", "user-agent", "server",
+    "expires", "min-se", "privacy", "x-100ms-display-name", "x-100ms-userid"))  # fmt: skip
 
 
 if TYPE_CHECKING:
