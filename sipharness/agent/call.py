@@ -43,7 +43,7 @@ from sipharness.sip.message import (
     Response,
     build_request,
     build_response,
-    new_branch,
+    new_via,
 )
 from sipharness.sip.transaction import (
     ClientInviteTransaction,
@@ -209,7 +209,7 @@ class Call:
         return f"<sip:{self.contact_user}@{self.sent_by}{param}>"
 
     def _via(self) -> str:
-        return f"SIP/2.0/{self.transport.name} {self.sent_by};branch={new_branch()};rport"
+        return new_via(self.transport.name, self.sent_by)
 
     def build_invite(
         self,

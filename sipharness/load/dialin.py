@@ -178,6 +178,8 @@ def load_plans(paths: Sequence[str], weights: Mapping[str, float] | None = None,
 
 def pick(plans: Sequence[LoadPlan], rng: random.Random) -> LoadPlan:
     """One plan, chosen with probability proportional to its weight."""
+    if len(plans) == 1:
+        return plans[0]
     return rng.choices(plans, weights=[p.weight for p in plans], k=1)[0]
 
 

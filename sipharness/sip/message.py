@@ -19,6 +19,7 @@ and ``StreamParser.buffered``.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -56,6 +57,7 @@ __all__ = [
     "new_branch",
     "new_call_id",
     "new_tag",
+    "new_via",
     "parse_message",
 ]
 
@@ -431,6 +433,26 @@ def _parsed_list(cache: dict[str, tuple[_T, ...]], text: str,
         found = tuple(parse(p) for p in split_outside(text, ","))
         _remember(cache, text, found)
     return found
+
+
+def new_via(transport: str, sent_by: str, *, rport: bool = True) -> str:
+    """``SIP/2.0/<transport> <sent-by>;branch=<fresh>[;rport]``, the Via of a request we send.
+
+    Its parsed form is remembered with it, so neither the transaction layer nor the
+    responses that carry it back parse it again.
+    """
+    branch = new_branch()
+    text = f"SIP/2.0/{transport} {sent_by};branch={branch}"
+    params: dict[str, str | None] = {"branch": branch}
+    if rport:
+        text += ";rport"
+        params["rport"] = None
+    host, port = _sent_by_parts(sent_by)
+    _remember(_VIA_LISTS, text, (Via(transport.upper(), host, port, params),))
+    return text
+
+
+_sent_by_parts = functools.lru_cache(maxsize=64)(split_host_port)
 
 
 class Message:

@@ -21,6 +21,7 @@ from sipharness.sip.message import (
     new_branch,
     new_call_id,
     new_tag,
+    new_via,
     parse_message,
 )
 
@@ -344,6 +345,22 @@ def test_cached_views_follow_edits() -> None:
 )  # fmt: skip
 def test_via_values(text: str, via: Via) -> None:
     assert Via.parse(text) == via
+
+
+@pytest.mark.parametrize(
+    ("transport", "sent_by", "rport"),
+    [("UDP", "127.0.0.1:5070", True), ("tcp", "[::1]:5080", False), ("TLS", "h.example", True)],
+)
+def test_a_new_via_reads_back_as_its_text_parses(transport: str, sent_by: str,
+                                                 rport: bool) -> None:  # fmt: skip
+    """new_via remembers the Via it made; a request carrying it reads exactly what parsing
+    its text gives (the cache must not change what a view says)."""
+    text = new_via(transport, sent_by, rport=rport)
+    assert text.startswith(f"SIP/2.0/{transport} {sent_by};branch=z9hG4bK")
+    assert text.endswith(";rport") == rport
+    request = build_request("OPTIONS", "sip:x@h", [("Via", text), ("CSeq", "1 OPTIONS")])
+    assert request.vias == [Via.parse(text)]
+    assert request.vias[0].branch != Via.parse(new_via(transport, sent_by)).branch
 
 
 @pytest.mark.parametrize(
