@@ -37,12 +37,13 @@ def sip_table(prefix: Path) -> dict[str, str]:
         return {row["statistic"]: row["value"] for row in csv.DictReader(f)}
 
 
-def test_headless_run_has_a_row_per_phase_and_no_failures(tmp_path: Path) -> None:
+def test_a_30_s_headless_run_has_a_row_per_phase_and_no_failures(tmp_path: Path) -> None:
+    """The issue's acceptance run: 30 s headless against the embedded mock bridge."""
     out = tmp_path / "run"
     log = tmp_path / "calls.jsonl"
-    result = locust("--headless", "-u", "5", "-r", "5", "-t", "6s", "--stop-timeout", "5",
+    result = locust("--headless", "-u", "10", "-r", "5", "-t", "30s", "--stop-timeout", "5",
                     "--hold", "uniform:0.5,1.5", "--csv", str(out), "--html",
-                    f"{out}.html", "--call-log", str(log), cwd=tmp_path)
+                    f"{out}.html", "--call-log", str(log), cwd=tmp_path, timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]
     rows = stats_rows(out)
     for phase in ("INVITE → 401", "INVITE(auth) → 200", "call held", "BYE → 200"):
