@@ -249,8 +249,7 @@ class Call:
         if body and content_type:
             extra.append(("Content-Type", content_type))
         if self.dialog is not None:
-            request = self.dialog.create_request(method, extra, body)
-            return request.replace_header("Via", self._via())
+            return self.dialog.create_request(method, extra, body, via=self._via())
         self.cseq += 1
         fields: list[HeaderItem] = [
             ("Via", self._via()),
@@ -388,8 +387,7 @@ class Call:
         extra = list(headers)
         if body:
             extra.append(("Content-Type", "application/sdp"))
-        ack = self.dialog.create_ack(tx.request, response, body, headers=extra)
-        ack = ack.replace_header("Via", self._via())
+        ack = self.dialog.create_ack(tx.request, response, body, headers=extra, via=self._via())
         self._acks[response.cseq[0] if response.cseq else 0] = ack
         self.send_request(ack)
         if self.state is CallState.ANSWERED:
@@ -552,7 +550,7 @@ class Call:
         tx = self.send_request(request)
         response = self.expect_response(method="INVITE", within=within)
         if 200 <= response.status < 300 and tx is not None:
-            ack = self.dialog.create_ack(tx.request, response).replace_header("Via", self._via())
+            ack = self.dialog.create_ack(tx.request, response, via=self._via())
             self._acks[response.cseq[0] if response.cseq else 0] = ack
             self.send_request(ack)
             self.local_sdp = body

@@ -199,11 +199,13 @@ class Dialog:
         body: bytes = b"",
         *,
         branch: str | None = None,
+        via: str | None = None,
     ) -> Request:
         """A request in this dialog (BYE, re-INVITE, INFO, OPTIONS...) with the next CSeq.
 
         ``headers`` are added after the dialog's own (Via, Route, Max-Forwards, From, To,
         Call-ID, CSeq and, for target refreshes, Contact); give Content-Type with a body.
+        ``via`` replaces the dialog's Via (with ``branch`` or a new one) as a whole.
         """
         method = method.upper()
         if method in ("ACK", "CANCEL"):
@@ -213,7 +215,7 @@ class Dialog:
         if method in TARGET_REFRESH and self.local_contact:
             extra.append(("Contact", self.local_contact))
         extra.extend(headers)
-        return self._build(method, self.local_cseq, extra, body, branch)
+        return self._build(method, self.local_cseq, extra, body, branch, via)
 
     def create_ack(
         self,
@@ -223,9 +225,11 @@ class Dialog:
         *,
         headers: Sequence[HeaderItem] = (),
         branch: str | None = None,
+        via: str | None = None,
     ) -> Request:
         """The ACK for a 2xx to ``invite`` (§13.2.2.4): new branch, the INVITE's CSeq
-        number and credentials, sent to the remote target along the route set.
+        number and credentials, sent to the remote target along the route set. ``via``
+        replaces the dialog's Via as a whole.
         """
         if not 200 <= response_2xx.status < 300 or invite.cseq is None:
             raise ValueError("create_ack is for the 2xx to an INVITE")
@@ -236,7 +240,7 @@ class Dialog:
             for value in invite.header_values(name)
         ]
         extra.extend(headers)
-        return self._build("ACK", invite.cseq[0], extra, body, branch)
+        return self._build("ACK", invite.cseq[0], extra, body, branch, via)
 
     def _build(
         self,
@@ -245,9 +249,10 @@ class Dialog:
         extra: Sequence[HeaderItem],
         body: bytes,
         branch: str | None,
+        via: str | None = None,
     ) -> Request:
         uri, routes = self._request_uri_and_routes()
-        fields: list[HeaderItem] = [("Via", f"{self.via};branch={branch or new_branch()}")]
+        fields: list[HeaderItem] = [("Via", via or f"{self.via};branch={branch or new_branch()}")]
         fields += [("Route", route) for route in routes]
         fields += [
             ("Max-Forwards", "70"),

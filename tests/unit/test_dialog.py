@@ -100,6 +100,16 @@ def test_ack_for_2xx_has_a_new_branch_the_invite_cseq_and_its_credentials() -> N
         dialog.create_ack(inv, response(inv, 486))
 
 
+def test_a_given_via_replaces_the_dialogs_whole() -> None:
+    inv = invite()
+    dialog = Dialog.from_uac(inv, response(inv, 200))
+    via = "SIP/2.0/TCP 127.0.0.1:5071;branch=z9hG4bKmine;rport"
+    bye = dialog.create_request("BYE", via=via)
+    ack = dialog.create_ack(inv, response(inv, 200), via=via)
+    assert bye.header_values("via") == ack.header_values("via") == [via]
+    assert bye.cseq == (2, "BYE") and ack.cseq == (1, "ACK")
+
+
 def test_strict_first_route_becomes_the_request_uri() -> None:
     inv = invite()
     strict = ("<sip:p1.example.com;lr>", "<sip:strict.example.com>")
