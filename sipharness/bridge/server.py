@@ -55,7 +55,13 @@ from sipharness.bridge.room_events import (
     envelope,
 )
 from sipharness.bridge.sdp_answer import Answer, OfferError, build_answer, parse_offer
-from sipharness.bridge.session_timer import SessionTimer, SessionTimerError, TooSmall, negotiate
+from sipharness.bridge.session_timer import (
+    SessionTimer,
+    SessionTimerError,
+    TooSmall,
+    negotiate,
+    refresh_method,
+)
 from sipharness.bridge.stream import StreamListener
 from sipharness.hostenv import free_port
 
@@ -174,13 +180,32 @@ class BridgeTransactionManager(SipTransactionManager):
             t.tout = cfg.t1
             t.teA = Timeout(self.timerA, t.tout, 1, t)
 
+    def newTransaction(self, msg: Any, resp_cb: Any = None, laddress: Any = None,
+                       userv: Any = None, cb_ifver: int = 1, compact: bool = False,
+                       t: Any = None) -> Any:
+        """A request from the bridge (BYE, UPDATE, re-INVITE) on the bridge's T1: copies
+        over UDP only, and 408 to ``resp_cb`` at Timer B/F = 64·T1 (RFC 3261 §17.1)."""
+        t = super().newTransaction(msg, resp_cb, laddress, userv, cb_ifver, compact, t)
+        t1 = self.bridge.config.t1
+        t.teA.cancel()
+        t.teA = None
+        if t.userv.transport not in ("tcp", "tls"):
+            t.tout = t1
+            t.retransmit_at = time.monotonic() + t1
+            t.teA = Timeout(self.timerA, t1, 1, t)
+        t.teB.cancel()
+        t.teB = Timeout(self.timerB, 64 * t1, 1, t)
+        return t
+
     def timerA(self, t: Any) -> None:
-        """Retransmit on the RFC schedule (T1, 2·T1, … capped at T2) counted from the first
-        send, so a busy loop's late timers do not push later copies back."""
+        """Retransmit on the RFC schedule (T1, 2·T1, …; capped at T2 except for the bridge's
+        own INVITEs, RFC 3261 §17.1.1.2) counted from the first send, so a busy loop's late
+        timers do not push later copies back."""
         if t.data is None or t.userv is None:
             return
         self.transmitData(t.userv, t.data, t.address)
-        t.tout = min(t.tout * 2, self.bridge.config.t2)
+        client_invite = t.method == "INVITE" and self.tclient.get(t.tid) is t
+        t.tout = t.tout * 2 if client_invite else min(t.tout * 2, self.bridge.config.t2)
         t.retransmit_at += t.tout
         t.teA = Timeout(self.timerA, max(0.0, t.retransmit_at - time.monotonic()), 1, t)
 
@@ -214,7 +239,7 @@ class Call:
     final_status: int = 0
     session_timer: SessionTimer | None = None
     expiry: Any = None
-    update_allowed: bool = False
+    refresh_method: str = "INVITE"
 
 
 class Bridge:
@@ -413,36 +438,55 @@ class Bridge:
         if timer.require_timer:
             add_header(resp, "Require", "timer")
             call.expiry = Timeout(self._session_expired, timer.bye_after, 1, call)
-        elif call.update_allowed:
+        else:
             call.expiry = Timeout(self._refresh_session, timer.expires / 2, 1, call)
 
     def _refresh_session(self, call: Call) -> None:
-        """The bridge is the refresher (refresher=uas): UPDATE at half the interval."""
+        """The bridge is the refresher (refresher=uas): at half the interval an UPDATE, or a
+        re-INVITE offering the SDP last answered, unchanged with its o= version (RFC 3264 §8),
+        when the caller does not allow UPDATE. The session expires at the full interval
+        unless a 2xx comes first (RFC 4028 §10)."""
         call.expiry = None
         timer = call.session_timer
         if call.state not in ("answered", "confirmed") or timer is None:
             return
-        update, userv = self._dialog_request(call, "UPDATE")
-        add_header(update, "Session-Expires", timer.header)
-        add_header(update, "Supported", SUPPORTED)
+        request, userv = self._dialog_request(call, call.refresh_method)
+        # refresher= names a side of the transaction that carries it: in the bridge's own
+        # refresh the bridge is the UAC, so it stays the refresher with "uac" (RFC 4028 §7.4).
+        add_header(request, "Session-Expires", f"{timer.expires};refresher=uac")
+        add_header(request, "Supported", SUPPORTED)
+        if call.refresh_method == "INVITE":
+            self._add_contact(request, call)
+            add_header(request, "Allow", ALLOW)
+            request.setBody(MsgBody(call.answer.sdp))
+        call.expiry = Timeout(self._session_expired, timer.expires / 2, 1, call)
         try:
-            self.tm.newTransaction(update, lambda resp: self._refreshed(call, resp),
+            self.tm.newTransaction(request, lambda resp: self._refreshed(call, resp),
                                    userv=userv)
         except Exception as exc:
             self.log(f"could not refresh a call to {call.room.room_code}: {exc}")
 
     def _refreshed(self, call: Call, resp: Any) -> None:
+        """The final answer to the bridge's refresh (sippy ACKs an INVITE's itself): a 2xx
+        schedules the next; 408 (Timer B/F included) or 481 ends the call now (RFC 4028
+        §10); any other failure leaves the session to expire unrefreshed."""
         code = resp.getSCode()[0]
         timer = call.session_timer
         if code < 200 or call.state not in ("answered", "confirmed") or timer is None:
             return
         if code < 300:
+            if call.expiry is not None:
+                call.expiry.cancel()
             call.expiry = Timeout(self._refresh_session, timer.expires / 2, 1, call)
-            return
-        self._send_bye(call, f'SIP ;cause={code} ;text="session refresh failed"')
-        self._end(call, "session refresh failed")
+        elif code in (408, 481):
+            self._send_bye(call, f'SIP ;cause={code} ;text="session refresh failed"')
+            self._end(call, "session refresh failed")
+        else:
+            self.log(f"session refresh of a call to {call.room.room_code} got {code}; "
+                     "the session ends when it expires")
 
     def _session_expired(self, call: Call) -> None:
+        """No refresh in time: the caller's (refresher=uac) or the 2xx to the bridge's own."""
         call.expiry = None
         if call.state in ("answered", "confirmed"):
             assert call.session_timer is not None
@@ -545,8 +589,7 @@ class Bridge:
                     source=tuple(req.getSource()), room=room, identity=identity,
                     invite_cseq=cseq, answer=answer, media=media, remote_cseq=cseq,
                     first_sdp=answer.sdp, last_offer=offer_text, session_id=session_id,
-                    session_timer=timer,
-                    update_allowed="UPDATE" in (header_value(headers, "allow") or "").upper())
+                    session_timer=timer, refresh_method=refresh_method(headers))
         self.calls[(call_id, from_tag)] = call
         t.r487.getHFBody("to").setTag(call.to_tag)
         add_header(t.r487, "Server", SERVER)

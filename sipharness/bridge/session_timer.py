@@ -1,8 +1,9 @@
 """RFC 4028 session timers on the UAS side: reading Session-Expires/Min-SE and deciding the answer.
 
 With refresher=uac (the default) the bridge ends the session with BYE when no refresh comes
-in time; asked for refresher=uas it refreshes with UPDATE at half the interval when the
-caller allows UPDATE (and otherwise keeps the call without expiry) (EXT-01)."""
+in time; asked for refresher=uas it refreshes at half the interval, with UPDATE when the
+caller's Allow lists it and otherwise with a re-INVITE (RFC 4028 §7.4), and ends the session
+with BYE when a refresh gets 408/481 or times out, or the session expires unrefreshed (EXT-01)."""
 
 from __future__ import annotations
 
@@ -82,3 +83,11 @@ def negotiate(headers: list[tuple[str, str]], min_se: int) -> SessionTimer | Too
         return TooSmall(min_se)
     refresher = "uas" if re.search(r";\s*refresher\s*=\s*uas\b", params, re.I) else "uac"
     return SessionTimer(expires, refresher)
+
+
+def refresh_method(headers: list[tuple[str, str]]) -> str:
+    """The method of the bridge's own refreshes: "UPDATE" when an Allow header field of the
+    caller lists it, else "INVITE" (no Allow at all included; RFC 4028 §7.4)."""
+    allowed = {method.strip().upper() for name, value in headers if name.lower() == "allow"
+               for method in value.split(",")}
+    return "UPDATE" if "UPDATE" in allowed else "INVITE"

@@ -54,8 +54,9 @@ directory, so run it from a checkout or pass --config; without a file, --room-co
                min_se (RFC 4028 session timers, s; default 90: a caller with Supported:
                timer asking for a shorter Session-Expires gets 422 + Min-SE; the caller
                refreshes with re-INVITE or UPDATE, else the bridge ends the call with BYE;
-               asked for refresher=uas, the bridge refreshes with UPDATE at half the
-               interval if the caller's Allow has UPDATE, and ends the call when that fails)
+               asked for refresher=uas, the bridge refreshes at half the interval (UPDATE
+               if the caller's Allow has UPDATE, else a re-INVITE with the answered SDP)
+               and sends BYE when a refresh gets 408/481 or the session expires unrefreshed)
   faults:      list of fault names (below)
 
 faults (--fault NAME, repeatable; each breaks one rule so a check can be seen to fail):

@@ -269,7 +269,7 @@ def test_asked_to_be_the_refresher_the_bridge_sends_update_and_ends_when_it_fail
         cseq = 0
         for status, reason in ((200, "OK"), (481, "Call/Transaction Does Not Exist")):
             update = next_request(probe, "UPDATE", after_cseq=cseq, timeout=2.0)
-            assert update is not None and update.header("session-expires") == "2;refresher=uas"
+            assert update is not None and update.header("session-expires") == "2;refresher=uac"
             cseq = update.cseq[0]
             updates.append(update.received_at - answered)
             probe.send(response_to(update, status, reason))

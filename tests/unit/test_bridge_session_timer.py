@@ -1,4 +1,5 @@
-"""RFC 4028 session timers as the bridge negotiates them: interval, refresher, 422, no timer."""
+"""RFC 4028 session timers as the bridge negotiates them: interval, refresher, 422, no timer,
+and how the bridge refreshes when it is the refresher."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from sipharness.bridge.session_timer import (
     SessionTimerError,
     TooSmall,
     negotiate,
+    refresh_method,
 )
 
 
@@ -44,3 +46,16 @@ def test_a_malformed_interval_is_an_error(line: str) -> None:
     with pytest.raises(SessionTimerError):
         negotiate(headers("Supported: timer", "Session-Expires: 100", line)
                   if line.startswith("Min") else headers("Supported: timer", line), 90)
+
+
+@pytest.mark.parametrize(("lines", "method"), [
+    (("Allow: INVITE, ACK, CANCEL, BYE, UPDATE",), "UPDATE"),
+    (("allow: invite,update",), "UPDATE"),
+    (("Allow: INVITE, ACK", "Allow: BYE, UPDATE"), "UPDATE"),   # a list split over fields
+    (("Allow: INVITE, ACK, CANCEL, BYE, OPTIONS",), "INVITE"),
+    (("Allow: INVITE, UPDATES",), "INVITE"),                    # whole method names only
+    ((), "INVITE"),                                             # no Allow: re-INVITE
+])
+def test_the_bridge_refreshes_with_update_only_when_the_caller_allows_it(
+        lines: tuple[str, ...], method: str) -> None:
+    assert refresh_method(headers(*lines)) == method
