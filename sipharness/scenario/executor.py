@@ -14,16 +14,25 @@ import secrets
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Mapping, Sequence
-from contextlib import suppress
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 import gevent
 import pytest
 
-from sipharness.agent import Agent, Call, CallError, CallState, Credentials, TimerConfig
+from sipharness.agent import (
+    Agent,
+    Call,
+    CallError,
+    CallRecord,
+    CallState,
+    Credentials,
+    TimerConfig,
+)
 from sipharness.agent.record import MessageEntry
+from sipharness.net.transport import TransportError
 from sipharness.report import allure as report
 from sipharness.report.redact import redact_message, register_secret
 from sipharness.scenario import model as m
@@ -117,6 +126,8 @@ def describe(step: m.Step) -> str:
         text = "expect " + "/".join(str(s) for s in step.statuses)
     elif isinstance(step, m.Send):
         text = f"send {step.method or 'raw'}"
+        if step.transport:
+            text += f" over {step.transport.upper()}"
     elif isinstance(step, m.ExpectWebhook):
         text = f"expect_webhook {step.type}"
     elif isinstance(step, m.ExpectRequest):
@@ -168,6 +179,9 @@ class SentRequest:
     cursor: int = 0
     last_response: Seen | None = None
     seen_bytes: set[bytes] = field(default_factory=set)
+    call: Call | None = None
+    """The call it went out on (its transport's; see ScenarioRun.call_for)."""
+    transport: str = ""
 
 
 def poll(ready: Callable[[], T | None], deadline: float) -> T | None:
@@ -233,7 +247,13 @@ def dotted(data: Any, path: str) -> tuple[bool, Any]:
 
 
 class ScenarioRun:
-    """The state of one plan being executed against a target."""
+    """The state of one plan being executed against a target.
+
+    The case's call goes over the case's transport. A ``send`` step with another
+    ``transport:`` places its request on a call of its own over that transport (one per
+    transport, on an agent of that transport opened at first use); from an INVITE sent so,
+    the steps acting on "the current INVITE" or its dialog act on that call (``call``).
+    """
 
     def __init__(self, plan: Plan, target: Target, transport: str, *,
                  agent: Agent | None = None) -> None:
@@ -246,10 +266,19 @@ class ScenarioRun:
         self.bindings: Bindings = plan.bindings(
             target_host=target.host, target_port=self.port, room_code=target.room_code,
             username=target.username, password=target.password)
+        self.bindings.transport = transport
+        self.bindings.local_sent_by = self.local_sent_by
+        self.step_transport = transport
+        """The transport of the step being run (its own ``transport:``, else the case's)."""
         self.owns_agent = agent is None
+        self.local_host = "::1" if ":" in target.host else "127.0.0.1"
         self.agent = agent or Agent(transport, timers=TIMERS,  # type: ignore[arg-type]
-                                    local_host="::1" if ":" in target.host else "127.0.0.1")
+                                    local_host=self.local_host)
+        self.agents: dict[str, Agent] = {transport: self.agent}
+        self.calls: dict[str, Call] = {}
+        """One call per transport, placed at first use."""
         self.call: Call | None = None
+        """The current call: that of the latest INVITE sent, else the first placed."""
         self.sent: list[SentRequest] = []
         self.by_id: dict[str, SentRequest] = {}
         self.responses_by_step: dict[str, Seen] = {}
@@ -272,9 +301,11 @@ class ScenarioRun:
         message = show_message(data) if data else text
         return ExpectationFailed(self.plan, step, expected, seen, message)
 
-    def uri(self) -> str:
+    def uri(self, transport: str | None = None) -> str:
+        """The default Request-URI: the room at the target's port for ``transport``."""
         host = f"[{self.target.host}]" if ":" in self.target.host else self.target.host
-        return f"sip:{self.target.room_code}@{host}:{self.port}"
+        port = self.target.port_for(transport) if transport else self.port
+        return f"sip:{self.target.room_code}@{host}:{port}"
 
     def scenario_call_id(self, step: m.Send) -> str | None:
         """The Call-ID a send step writes itself (then the call takes it), if any."""
@@ -286,17 +317,82 @@ class ScenarioRun:
                 return text.split(":", 1)[1].strip() if isinstance(item, bytes) else text
         return None
 
-    def ensure_call(self, uri: str | None = None, call_id: str | None = None) -> Call:
-        if self.call is None:
+    def ensure_call(self) -> Call:
+        """The current call (placing the case's call when there is none yet)."""
+        return self.call or self.call_for(self.transport)
+
+    def call_for(self, transport: str, uri: str | None = None,
+                 call_id: str | None = None) -> Call:  # fmt: skip
+        """The call over ``transport``, placed (nothing sent yet) on first use to ``uri``
+        (default: the room at the target's port for that transport)."""
+        call = self.calls.get(transport)
+        if call is None:
             creds = (Credentials(self.target.username, self.target.password)
                      if self.target.username or self.target.password else None)
-            self.call = self.agent.new_call(uri or self.uri(),
-                                            destination=(self.target.host, self.port),
-                                            credentials=creds, sdp_offer=None, call_id=call_id)
+            call = self.agent_for(transport).new_call(
+                uri or self.uri(transport),
+                destination=(self.target.host, self.target.port_for(transport)),
+                credentials=creds, sdp_offer=None, call_id=call_id)
             if any(isinstance(s, m.ExpectRequest) for s in self.plan.steps):
-                self.call.auto_answer = False
-            self.install_ack_filter(self.call)
-        return self.call
+                call.auto_answer = False
+            self.install_ack_filter(call)
+            self.calls[transport] = call
+            if self.call is None:
+                self.call = call
+        return call
+
+    def agent_for(self, transport: str) -> Agent:
+        """The agent of ``transport``: the case's, or one of the run's own opened now (the
+        test skips when the target does not offer that transport)."""
+        agent = self.agents.get(transport)
+        if agent is None:
+            reason = self.transport_unavailable(transport)
+            if reason is not None:
+                pytest.skip(f"transport {transport}: {reason}")
+            agent = Agent(transport, timers=TIMERS,  # type: ignore[arg-type]
+                          local_host=self.local_host)
+            self.agents[transport] = agent
+        return agent
+
+    def transport_unavailable(self, transport: str) -> str | None:
+        """Why the target cannot be reached over ``transport`` besides the case's, or None."""
+        if transport == self.transport:
+            return None
+        profile = self.target.profile
+        if transport != "udp" and transport not in profile.features:
+            return f"target profile {profile.name!r} does not offer {transport}"
+        ports = self.target.extra_ports
+        if ports and transport not in ports:
+            return f"the target listens on {', '.join(sorted(ports))} only"
+        return None
+
+    def local_sent_by(self) -> str:
+        """Our address in Via and Contact (``host:port``) over the step's transport."""
+        transport = self.step_transport
+        try:
+            call = self.calls.get(transport)
+            if call is not None:
+                return call.sent_by
+            agent = self.agent_for(transport)
+            if agent.transport is None:  # a socket per call: the call's own
+                return self.call_for(transport).sent_by
+            remote = (self.target.host, self.target.port_for(transport))
+            return agent.transport.sent_by_for(remote)
+        except (CallError, TransportError) as exc:
+            raise TemplateError(f"our {transport.upper()} address is unknown: {exc}") from None
+
+    @contextmanager
+    def over(self, transport: str) -> Iterator[None]:
+        """Run a step about a request over ``transport``: its ``${target.port}``,
+        ``${target.transport}`` and ``${local.*}`` are that transport's."""
+        before = self.step_transport, self.bindings.transport, self.bindings.target_port
+        self.step_transport = transport
+        self.bindings.transport = transport
+        self.bindings.target_port = self.target.port_for(transport)
+        try:
+            yield
+        finally:
+            self.step_transport, self.bindings.transport, self.bindings.target_port = before
 
     def install_ack_filter(self, call: Call) -> None:
         """Drop the ACKs the INVITE transaction would send for a withheld INVITE's final."""
@@ -320,15 +416,16 @@ class ScenarioRun:
         layer.data_to_send = filtered  # type: ignore[method-assign]
 
     def received(self) -> list[Seen]:
-        """Everything received so far on the call and as strays, in arrival order."""
+        """Everything received so far on the calls and as strays, in arrival order."""
         out: list[Seen] = []
-        if self.call is not None:
-            for e in self.call.record.entries:
+        for call in self.calls.values():
+            for e in call.record.entries:
                 if e.received and e.message is not None:
                     out.append(Seen(e.time, e.data, e.message))
-        for item in self.agent.strays:
-            if item.message is not None and item.time >= self.started:
-                out.append(Seen(item.time, item.data, item.message))
+        for agent in self.agents.values():
+            for item in agent.strays:
+                if item.message is not None and item.time >= self.started:
+                    out.append(Seen(item.time, item.data, item.message))
         out.sort(key=lambda s: s.time)
         return out
 
@@ -351,7 +448,8 @@ class ScenarioRun:
             out.append(seen)
         return out
 
-    def record_sent(self, step: m.Step, request: Request | None, data: bytes) -> SentRequest:
+    def record_sent(self, step: m.Step, request: Request | None, data: bytes,
+                    call: Call) -> SentRequest:  # fmt: skip
         if request is None and data:
             with suppress(SipParseError):
                 parsed = parse_message(data)
@@ -360,7 +458,8 @@ class ScenarioRun:
             method, branch, call_id = request.method, top_branch(request), call_id_of(request)
         else:
             method, branch, call_id = first_line(data).split(" ", 1)[0].upper(), None, None
-        sent = SentRequest(step, method, branch, call_id, time.monotonic(), data, request)
+        sent = SentRequest(step, method, branch, call_id, time.monotonic(), data, request,
+                           call=call, transport=call.transport.name.lower())
         self.sent.append(sent)
         if step.id:
             self.by_id[step.id] = sent
@@ -469,11 +568,18 @@ class ScenarioRun:
             # A deliberately broken request (garbled CSeq, no Via) cannot start a
             # transaction: send it once, as is.
             call.send_request(request, transaction=False)
-        return self.record_sent(step, request, request.to_bytes())
+        if request.method == "INVITE":
+            self.call = call
+        return self.record_sent(step, request, request.to_bytes(), call)
 
     # -- request steps --------------------------------------------------------------------------
 
     def do_send(self, step: m.Send) -> None:
+        with self.over(step.transport or self.transport):
+            self.send_step(step)
+
+    def send_step(self, step: m.Send) -> None:
+        """A ``send`` over ``step_transport``, on the call of that transport."""
         uri = self.render(step.uri)
         uri_headers: list[tuple[str, str]] = []
         if uri is not None and "?" in uri:
@@ -481,16 +587,14 @@ class ScenarioRun:
             parsed = parse_uri(uri)
             uri_headers = [(n, v) for n, v in parsed.headers]
             uri = str(parsed.without_headers())
-        call = self.ensure_call(uri, call_id=self.scenario_call_id(step))
-        if step.transport and step.transport != self.transport:
-            pytest.skip(f"{step.label}: per-step transport {step.transport} is not supported yet")
+        call = self.call_for(self.step_transport, uri, call_id=self.scenario_call_id(step))
         if step.raw is not None:
             text = self.render(step.raw) or ""
             data = text.replace("\r\n", "\n").replace("\n", "\r\n").encode("utf-8")
             if b"\r\n\r\n" not in data:  # headers only: end them; never append after a body
                 data += b"\r\n" if data.endswith(b"\r\n") else b"\r\n\r\n"
             call.send_bytes(data)
-            sent = self.record_sent(step, None, data)
+            sent = self.record_sent(step, None, data, call)
         else:
             method = (step.method or "INVITE").upper()
             body: bytes | None
@@ -520,12 +624,12 @@ class ScenarioRun:
                 call.send_bytes(sent.data)
 
     def do_answer_challenge(self, step: m.AnswerChallenge) -> None:
-        call = self.ensure_call()
         challenged = next((s for s in reversed(self.sent) if s.last_response is not None
                            and isinstance(s.last_response.message, Response)
                            and s.last_response.message.status in (401, 407)), None)
         if challenged is None or challenged.request is None:
             raise self.fail(step, "an earlier 401/407 to answer", "no challenge was received")
+        call = challenged.call or self.ensure_call()
         response = challenged.last_response.message  # type: ignore[union-attr]
         assert isinstance(response, Response)
         mode = self.render(step.credentials) or "correct"
@@ -571,10 +675,10 @@ class ScenarioRun:
         self.send_transaction(call, step, retry)
 
     def do_ack(self, step: m.Ack) -> None:
-        call = self.ensure_call()
         invite = next((s for s in reversed(self.sent) if s.method == "INVITE"), None)
         if invite is None:
             raise self.fail(step, "an INVITE to acknowledge", "no INVITE was sent")
+        call = invite.call or self.ensure_call()
         if step.withhold:
             if invite.branch:
                 self.withheld.add(invite.branch)
@@ -590,14 +694,14 @@ class ScenarioRun:
                 self.withheld.discard(invite.branch)
                 ack = ack_for_non_2xx(invite.request, final)
                 call.send_request(ack, transaction=False)
-                self.record_sent(step, ack, ack.to_bytes())
+                self.record_sent(step, ack, ack.to_bytes(), call)
             return
         extra = [f for _, f in self.header_items(step.headers)]
         if call.dialog is None:
             raise self.fail(step, "a dialog to acknowledge in", "no dialog (no To-tag?)",
                             final.to_bytes())
         ack = call.ack(final, headers=extra)
-        self.record_sent(step, ack, ack.to_bytes())
+        self.record_sent(step, ack, ack.to_bytes(), call)
 
     def do_cancel(self, step: m.Cancel) -> None:
         call = self.ensure_call()
@@ -609,7 +713,7 @@ class ScenarioRun:
             request = call.cancel(headers)
         except CallError as exc:
             raise self.fail(step, "a pending INVITE to cancel", str(exc)) from None
-        self.record_sent(step, request, request.to_bytes())
+        self.record_sent(step, request, request.to_bytes(), call)
 
     def in_dialog(self, step: m.Step, method: str, lines: Sequence[m.HeaderLine], only: bool,
                   body: bytes = b"", content_type: str | None = None) -> Request:
@@ -655,11 +759,11 @@ class ScenarioRun:
         self.send_transaction(call, step, request)
 
     def do_options(self, step: m.Options) -> None:
-        call = self.ensure_call()
         if step.in_dialog:
             request = self.in_dialog(step, "OPTIONS", step.headers, step.only_headers)
-            self.send_transaction(call, step, request)
+            self.send_transaction(self.ensure_call(), step, request)
             return
+        call = self.call_for(self.transport)
         uri = self.render(step.uri) or self.uri()
         generated = self.outside_dialog(call, "OPTIONS", uri, [("Accept", "application/sdp")])
         request = build_request("OPTIONS", uri, self.merge(generated, step.headers,
@@ -669,9 +773,9 @@ class ScenarioRun:
     def outside_dialog(self, call: Call, method: str, uri: str,
                        extra: Sequence[tuple[str, str]] = ()) -> Request:
         """A new request outside any dialog, with its own Call-ID and From-tag."""
-        sent_by = call.transport.sent_by
+        sent_by = call.sent_by
         return build_request(method, uri, [
-            ("Via", f"SIP/2.0/{self.transport.upper()} {sent_by};branch={new_branch()};rport"),
+            ("Via", f"SIP/2.0/{call.transport.name} {sent_by};branch={new_branch()};rport"),
             ("Max-Forwards", "70"),
             ("From", f"<sip:sipharness@{sent_by}>;tag={new_tag()}"),
             ("To", f"<{uri}>"),
@@ -706,6 +810,11 @@ class ScenarioRun:
 
     def do_expect(self, step: m.Expect) -> None:
         sent = self.target_of(step, step.of)
+        with self.over(sent.transport or self.transport):
+            self.expect_response(step, sent)
+
+    def expect_response(self, step: m.Expect, sent: SentRequest) -> None:
+        """The next response to ``sent`` (over its transport) must match ``step``."""
         wanted = "/".join(str(s) for s in step.statuses)
         limit = step.within if step.within is not None else DEFAULT_WAIT
         deadline = sent.first_time + limit
@@ -1038,43 +1147,80 @@ class ScenarioRun:
             raise self.fail(step, "every ${...} to resolve", str(exc)) from None
 
     def cleanup(self) -> None:
-        """End a call still up (BYE, or CANCEL while calling), bounded, then close."""
-        call = self.call
+        """End every call still up (BYE, or CANCEL while calling), bounded, then close."""
+        self.withheld.clear()
         try:
-            if call is not None and not call.closed:
-                call.auto_answer = True
-                self.withheld.clear()
-                with suppress(CallError, AssertionError, ValueError):
-                    if call.state is CallState.ANSWERED and call.dialog is not None:
-                        call.ack()
-                    if call.state in (CallState.ANSWERED, CallState.CONFIRMED):
-                        call.bye(within=CLEANUP_WAIT)
-                    elif (call.state is CallState.CALLING and call.invite_tx is not None
-                          and call.invite_tx.final_response is None):  # a 401 ended it already
-                        call.cancel()
-                        call.expect_response(method="INVITE", within=CLEANUP_WAIT)
+            for call in self.calls.values():
+                if not call.closed:
+                    end_call(call)
             self.adopt_strays()
         finally:
-            if self.owns_agent:
-                self.agent.close()
-            elif call is not None:
-                call.close()
+            for agent in self.agents.values():
+                if agent is not self.agent or self.owns_agent:
+                    agent.close()
+            if not self.owns_agent:
+                for call in self.calls.values():
+                    call.close()
 
     def adopt_strays(self) -> None:
-        """Put stray responses to our own requests into the record, for the report."""
-        if self.call is None:
-            return
+        """Put stray responses to our own requests into the records of the calls over the
+        transport they came by (else the current call's), for the report."""
         branches = {s.branch for s in self.sent if s.branch}
-        record = self.call.record
-        for item in self.agent.strays:
-            msg = item.message
-            if item.time < self.started or not isinstance(msg, Response):
+        for transport, agent in self.agents.items():
+            call = self.calls.get(transport) or self.call
+            if call is None:
                 continue
-            if top_branch(msg) in branches:
-                record.entries.append(MessageEntry(
-                    "received", item.time, item.wall, item.local, item.source, item.transport,
-                    item.data, msg, note="outside the call"))
-        record.entries.sort(key=lambda e: e.time)
+            record = call.record
+            for item in agent.strays:
+                msg = item.message
+                if item.time < self.started or not isinstance(msg, Response):
+                    continue
+                if top_branch(msg) in branches:
+                    record.entries.append(MessageEntry(
+                        "received", item.time, item.wall, item.local, item.source,
+                        item.transport, item.data, msg, note="outside the call"))
+            record.entries.sort(key=lambda e: e.time)
+
+    def record(self) -> CallRecord | None:
+        """The case's record for reports: its call's (else the first placed), with the
+        messages of the calls over other transports merged in time order, noted ``over TCP``
+        (the entries themselves stay in their calls' records)."""
+        if not self.calls:
+            return None
+        calls = list(self.calls.values())
+        base = self.calls.get(self.transport, calls[0]).record
+        if len(calls) == 1:
+            return base
+        entries: list[MessageEntry] = []
+        notes: list[tuple[float, str]] = []
+        for call in calls:
+            notes += call.record.notes
+            if call.transport.name.lower() == self.transport:
+                entries += call.record.entries
+                continue
+            over = f"over {call.transport.name}"
+            entries += [replace(e, note=", ".join(x for x in (
+                e.note or ("repeated" if e.repeated else ""), over) if x))
+                for e in call.record.entries]
+        entries.sort(key=lambda e: e.time)
+        notes.sort()
+        return CallRecord(base.call_id, base.target, base.transport, entries,
+                          dict(base.timings), base.outcome, notes)
+
+
+def end_call(call: Call) -> None:
+    """ACK a withheld 2xx and BYE an answered call, or CANCEL a ringing one; bounded waits,
+    failures ignored (the test's verdict is already made)."""
+    call.auto_answer = True
+    with suppress(CallError, AssertionError, ValueError):
+        if call.state is CallState.ANSWERED and call.dialog is not None:
+            call.ack()
+        if call.state in (CallState.ANSWERED, CallState.CONFIRMED):
+            call.bye(within=CLEANUP_WAIT)
+        elif (call.state is CallState.CALLING and call.invite_tx is not None
+              and call.invite_tx.final_response is None):  # a 401 ended it already
+            call.cancel()
+            call.expect_response(method="INVITE", within=CLEANUP_WAIT)
 
 
 def offer_codecs(names: Sequence[str]) -> list[Codec]:
@@ -1150,16 +1296,24 @@ def fetch_roster(url: str) -> list[Any]:
 
 
 def execute(plan: Plan, target: Target, *, transport: str | None = None) -> ScenarioRun:
-    """Run every step of ``plan`` on one new call; raise ExpectationFailed on the first
-    expectation that does not hold. The call is ended and attached to Allure either way."""
+    """Run every step of ``plan`` on one new call (and one per other transport its ``send``
+    steps name); raise ExpectationFailed on the first expectation that does not hold, or
+    skip before any step when the target does not offer a transport a step names. The
+    calls are ended and attached to Allure (one record) either way."""
     run = ScenarioRun(plan, target, transport or plan.transport)
     try:
+        for step in plan.steps:
+            if isinstance(step, m.Send) and step.transport:
+                reason = run.transport_unavailable(step.transport)
+                if reason is not None:
+                    pytest.skip(f"{step.label}: transport {step.transport}: {reason}")
         for step in plan.steps:
             note = f" — {step.note}" if step.note else ""
             with report.step(f"{step.index + 1}. {describe(step)} (line {step.line}){note}"):
                 run.run_step(step)
     finally:
         run.cleanup()
-        if run.call is not None:
-            report.attach_call(run.call.record)
+        record = run.record()
+        if record is not None:
+            report.attach_call(record)
     return run

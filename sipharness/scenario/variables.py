@@ -1,10 +1,10 @@
 """``${...}`` templates in scenario text and the run-time bindings that resolve them.
 
 A template is literal text with ``${expr}`` parts (``$${`` writes a literal ``${``). An
-expression is a reference (``room_code``, ``target.host``, ``matrix.transport``,
-``credentials.username``, ``random.tag``, ``saved.nonce`` or a name from ``variables:``),
-a quoted string, an integer, or a call of one of FUNCTIONS: ``upper(x)``, ``lower(x)``,
-``case(mode, x)``, ``pct(x)``, ``repeat(x, n)``.
+expression is a reference (``room_code``, ``target.host``, ``local.sent_by``,
+``matrix.transport``, ``credentials.username``, ``random.tag``, ``saved.nonce`` or a name
+from ``variables:``), a quoted string, an integer, or a call of one of FUNCTIONS:
+``upper(x)``, ``lower(x)``, ``case(mode, x)``, ``pct(x)``, ``repeat(x, n)``.
 """
 
 from __future__ import annotations
@@ -18,9 +18,13 @@ from sipharness.sip.identifiers import random_hex
 
 Ref = tuple[str, ...]
 
+LOCAL_FIELDS = frozenset({"host", "port", "sent_by"})
+"""``${local.*}``: our own address as the far end sees it in Via and Contact."""
+
 # Built-in names: namespace -> allowed second parts (None: any name).
 BUILTINS: dict[str, frozenset[str] | None] = {
     "target": frozenset({"host", "port", "transport"}),
+    "local": LOCAL_FIELDS,
     "credentials": frozenset({"username", "password"}),
     "random": None,
     "matrix": None,
@@ -241,9 +245,22 @@ def check_ref(
     return None
 
 
+def split_sent_by(sent_by: str) -> tuple[str, str]:
+    """``127.0.0.1:5070`` -> (``127.0.0.1``, ``5070``); ``[::1]:5070`` -> (``::1``, ``5070``)."""
+    host, _, port = sent_by.rpartition(":")
+    if not host or not port.isdigit():
+        raise TemplateError(f"our address {sent_by!r} is not HOST:PORT")
+    return host.strip("[]"), port
+
+
 @dataclass
 class Bindings:
-    """Values for one run of a Plan; ``saved`` fills in as expect steps save values."""
+    """Values for one run of a Plan; ``saved`` fills in as expect steps save values.
+
+    ``local_sent_by`` gives our own address as the far end sees it in Via and Contact
+    (``host:port``, IPv6 in brackets), asked for only when a template names ``${local.*}``:
+    the runner knows it once its agent is open (None: ``${local.*}`` cannot resolve).
+    """
 
     target_host: str
     target_port: int
@@ -255,6 +272,7 @@ class Bindings:
     variables: Mapping[str, Template] = field(default_factory=dict)
     saved: dict[str, str] = field(default_factory=dict)
     random: dict[str, str] = field(default_factory=dict)
+    local_sent_by: Callable[[], str] | None = None
     _resolving: set[str] = field(default_factory=set, repr=False)
 
     def save(self, name: str, value: str) -> None:
@@ -281,6 +299,8 @@ class Bindings:
                     "port": str(self.target_port),
                     "transport": self.transport,
                 }[name]
+            if head == "local" and name in LOCAL_FIELDS:
+                return self.local(name)
             if head == "credentials":
                 return {"username": self.username, "password": self.password}[name]
             if head == "matrix" and name in self.matrix:
@@ -297,3 +317,13 @@ class Bindings:
                     self.random[name] = random_hex(5)
                 return self.random[name]
         raise TemplateError(f"unknown variable ${{{'.'.join(ref)}}}")
+
+    def local(self, name: str) -> str:
+        """``host`` (bare, like ``target.host``), ``port`` or ``sent_by`` of our address."""
+        if self.local_sent_by is None:
+            raise TemplateError(f"${{local.{name}}} is known only while a call runs")
+        sent_by = self.local_sent_by()
+        if name == "sent_by":
+            return sent_by
+        host, port = split_sent_by(sent_by)
+        return host if name == "host" else port

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from sipharness.scenario.loader import load_scenario
+from sipharness.scenario.source import ScenarioError
 from sipharness.scenario.variables import (
     Bindings,
     Template,
@@ -135,3 +138,67 @@ def test_refs_are_checked_against_the_scenario() -> None:
     for ref, problem in bad.items():
         assert problem in (check_ref(ref, variables, matrix, saved) or ""), ref
     assert Template.parse("${case(matrix.hc, who)}").refs() == [("matrix", "hc"), ("who",)]
+
+
+def test_local_address_parts_come_from_our_sent_by() -> None:
+    b = bindings(local_sent_by=lambda: "127.0.0.1:5071")
+    tpl = Template.parse("SIP/2.0/UDP ${local.sent_by};x=${local.host};y=${local.port}")
+    assert tpl.render(b) == "SIP/2.0/UDP 127.0.0.1:5071;x=127.0.0.1;y=5071"
+
+
+def test_local_ipv6_host_is_bare_and_sent_by_is_bracketed() -> None:
+    b = bindings(local_sent_by=lambda: "[::1]:5071")
+    assert Template.parse("${local.sent_by} ${local.host} ${local.port}").render(b) == (
+        "[::1]:5071 ::1 5071"
+    )
+
+
+def test_local_address_is_asked_for_each_rendering_and_only_when_named() -> None:
+    asked: list[str] = []
+    addresses = iter(["127.0.0.1:5071", "127.0.0.1:6000"])
+
+    def sent_by() -> str:
+        asked.append("asked")
+        return next(addresses)
+
+    b = bindings(local_sent_by=sent_by)
+    assert Template.parse("${room_code}").render(b) == "abc-defg-hij"
+    assert asked == []
+    # The runner answers for the transport of the step being run, which may change.
+    assert Template.parse("${local.port}").render(b) == "5071"
+    assert Template.parse("${local.port}").render(b) == "6000"
+
+
+def test_local_address_outside_a_run_is_an_error_naming_the_variable() -> None:
+    with pytest.raises(TemplateError, match=r"\$\{local\.sent_by\} is known only while"):
+        render("Via: SIP/2.0/UDP ${local.sent_by}")
+
+
+def test_local_names_are_checked_like_other_builtins() -> None:
+    for name in ("host", "port", "sent_by"):
+        assert check_ref(("local", name), {}, {}, set()) is None
+    assert check_ref(("local", "address"), {}, {}, set()) == (
+        "unknown variable ${local.address} (known: host, port, sent_by)"
+    )
+    assert "needs a field" in (check_ref(("local",), {}, {}, set()) or "")
+
+
+def test_an_unknown_local_name_in_a_scenario_is_a_file_line_column_error(tmp_path: Path) -> None:
+    path = tmp_path / "local.yaml"
+    path.write_text(
+        "title: our address\n"
+        "checks: [DLG-08]\n"
+        "variables: {local: x}\n"
+        "steps:\n"
+        "  - send:\n"
+        "      method: OPTIONS\n"
+        '      headers: [[X-Us, "${local.ip}"]]\n'
+        "  - expect: {status: 200}\n"
+    )
+    with pytest.raises(ScenarioError) as raised:
+        load_scenario(path, display="local.yaml")
+    assert str(raised.value).splitlines() == [
+        "local.yaml:3:13: variables.local: 'local' is a built-in variable name",
+        "local.yaml:7:24: steps[0].send.headers[0][1]: unknown variable ${local.ip} "
+        "(known: host, port, sent_by)",
+    ]
