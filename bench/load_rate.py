@@ -21,7 +21,6 @@ import csv
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -38,7 +37,7 @@ from sipharness.hostenv import free_port  # noqa: E402
 
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
-from media_capacity import run_sipp  # noqa: E402
+from media_capacity import echo_peer, run_sipp  # noqa: E402
 
 USER, PASSWORD, ROOM = "bench", "bench-secret", "abc-defg-hij"
 SOURCE_PORTS = 1
@@ -172,20 +171,8 @@ class SippUas:
 
 
 def echo_worker(port: int, seconds: float) -> None:
-    """Return every datagram on 127.0.0.1:``port`` to its sender for ``seconds`` (one of the
-    processes sharing the port; a 4 MiB receive buffer absorbs scheduling pauses)."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
-    sock.bind(("127.0.0.1", port))
-    sock.settimeout(0.5)
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            data, source = sock.recvfrom(2048)
-        except TimeoutError:
-            continue
-        sock.sendto(data, source)
+    """One of the processes sharing the answered RTP port: echo for ``seconds``."""
+    echo_peer(port, seconds, shared=True)
 
 
 def locust_trial(uas: SippUas | EchoBridge | None, rate: float, duration: float, workdir: Path,

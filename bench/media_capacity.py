@@ -59,9 +59,13 @@ class Step:
         return self.packets > 0 and self.loss_ratio < LOSS_LIMIT
 
 
-def echo_peer(port: int, seconds: float) -> None:
-    """A second process: echo every datagram on ``port`` to its sender for ``seconds``."""
+def echo_peer(port: int, seconds: float, *, shared: bool = False) -> None:
+    """A second process: echo every datagram on ``port`` to its sender for ``seconds``
+    (``shared``: one of several processes on the port, SO_REUSEPORT; a 4 MiB receive buffer
+    absorbs scheduling pauses)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    if shared:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
     sock.bind((HOST, port))
     sock.settimeout(0.5)

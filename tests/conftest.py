@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
 
 import pytest
 
@@ -52,3 +57,37 @@ def _secrets_do_not_leak_between_tests() -> Iterator[None]:
     """A password one test registers for redaction must not redact the next test's text."""
     yield
     forget_secrets()
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def run_scenario_files(tmp_path: Path) -> Callable[[Mapping[str, str]], tuple[int, str]]:
+    """Run scenario files (path under scenarios/ -> YAML text) the way `./run conformance`
+    does: pytest with the sipharness plugin, against the mock bridge it starts, in a project
+    of their own. Returns (exit status, output). The run has its own session, so one that
+    hangs goes down with the bridge it started."""
+
+    def run(files: Mapping[str, str]) -> tuple[int, str]:
+        folder = tmp_path / "scenarios"
+        for name, text in files.items():
+            (folder / name).parent.mkdir(parents=True, exist_ok=True)
+            (folder / name).write_text(text, encoding="utf-8")
+        shutil.copy(REPO / "scenarios" / "schema.json", folder / "schema.json")
+        (tmp_path / "pyproject.toml").write_text(
+            '[tool.pytest.ini_options]\naddopts = "--strict-markers"\n')
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "scenarios", "-q", "-rA"],
+            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            start_new_session=True)  # fmt: skip
+        try:
+            out, err = proc.communicate(timeout=120)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.communicate()
+        return proc.returncode, f"{out}\n{err}"
+
+    return run
+

@@ -204,6 +204,19 @@ class SipProbe:
                 return msg
         return None
 
+    def next_request(self, method: str, *, after_cseq: int,
+                     timeout: float) -> SipReply | None:  # fmt: skip
+        """The next ``method`` request from the bridge with a CSeq above ``after_cseq``
+        (anything else, retransmissions included, is skipped); None after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            msg = self.recv(left)
+            if msg is None:
+                return None
+            if msg.method == method and msg.cseq[0] > after_cseq:
+                return msg
+        return None
+
     def close(self) -> None:
         self.sock.close()
 
@@ -289,6 +302,21 @@ class DialIn:
     def bye(self) -> str:
         self.cseq += 1
         return self.request("BYE")
+
+
+def response_to(request: SipReply, status: int, reason: str, *, contact: str = "",
+                body: str = "") -> str:
+    """The caller's answer to a request the bridge sent (Via, From, To, Call-ID and CSeq
+    copied), with a Contact and an SDP body when given."""
+    lines = [f"SIP/2.0 {status} {reason}"]
+    lines += [f"{name}: {value}" for name, value in request.headers
+              if name.lower() in ("via", "v", "from", "f", "to", "t", "call-id", "i", "cseq")]
+    if contact:
+        lines.append(f"Contact: {contact}")
+    if body:
+        lines.append("Content-Type: application/sdp")
+    lines.append(f"Content-Length: {len(body.encode())}")
+    return "\r\n".join(lines) + "\r\n\r\n" + body
 
 
 def options_ping(host: str, port: int, transport: str = "udp", timeout: float = 2.0,

@@ -16,9 +16,9 @@ import pytest
 from sipharness.bridge.probe import (
     DialIn,
     SipProbe,
-    SipReply,
     authenticated_call,
     options_ping,
+    response_to,
 )
 from sipharness.bridge.process import MockBridge
 from sipharness.webhooks import WebhookReceiver
@@ -233,26 +233,6 @@ def test_re_invite_and_update_refresh_the_session() -> None:
         assert (bye_ok := probe.wait_status(timeout=2.0)) is not None and bye_ok.status == 200
 
 
-def response_to(request: SipReply, status: int, reason: str) -> str:
-    """A UAC's answer to a request the bridge sent (Via, From, To, Call-ID, CSeq copied)."""
-    copied = [f"{name}: {value}" for name, value in request.headers
-              if name.lower() in ("via", "v", "from", "f", "to", "t", "call-id", "i", "cseq")]
-    return "\r\n".join([f"SIP/2.0 {status} {reason}", *copied, "Content-Length: 0"]) + "\r\n\r\n"
-
-
-def next_request(probe: SipProbe, method: str, *, after_cseq: int,
-                 timeout: float) -> SipReply | None:
-    """The next ``method`` request with a CSeq above ``after_cseq`` (retransmissions skipped)."""
-    deadline = time.monotonic() + timeout
-    while (left := deadline - time.monotonic()) > 0:
-        msg = probe.recv(left)
-        if msg is None:
-            return None
-        if msg.method == method and msg.cseq[0] > after_cseq:
-            return msg
-    return None
-
-
 def test_asked_to_be_the_refresher_the_bridge_sends_update_and_ends_when_it_fails() -> None:
     with timer_bridge() as bridge, SipProbe(bridge.sip_host, bridge.sip_port) as probe:
         call = DialIn(probe, bridge.room_code)
@@ -268,11 +248,11 @@ def test_asked_to_be_the_refresher_the_bridge_sends_update_and_ends_when_it_fail
         updates: list[float] = []
         cseq = 0
         for status, reason in ((200, "OK"), (481, "Call/Transaction Does Not Exist")):
-            update = next_request(probe, "UPDATE", after_cseq=cseq, timeout=2.0)
+            update = probe.next_request("UPDATE", after_cseq=cseq, timeout=2.0)
             assert update is not None and update.header("session-expires") == "2;refresher=uac"
             cseq = update.cseq[0]
             updates.append(update.received_at - answered)
             probe.send(response_to(update, status, reason))
         assert updates[0] >= 0.5 and updates[1] - updates[0] >= 0.5  # half the interval
-        bye = next_request(probe, "BYE", after_cseq=cseq, timeout=2.0)
+        bye = probe.next_request("BYE", after_cseq=cseq, timeout=2.0)
         assert bye is not None and "refresh failed" in (bye.header("reason") or "")

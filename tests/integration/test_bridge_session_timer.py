@@ -10,7 +10,13 @@ from itertools import pairwise
 
 import pytest
 
-from sipharness.bridge.probe import DialIn, SipProbe, SipReply, authenticated_call
+from sipharness.bridge.probe import (
+    DialIn,
+    SipProbe,
+    SipReply,
+    authenticated_call,
+    response_to,
+)
 from sipharness.bridge.process import MockBridge
 from sipharness.webhooks import WebhookReceiver
 
@@ -23,34 +29,6 @@ TIMER = "Supported: timer"
 def receiver() -> Iterator[WebhookReceiver]:
     with WebhookReceiver() as rx:
         yield rx
-
-
-def answer(request: SipReply, status: int, reason: str, *, contact: str = "",
-           body: str = "") -> str:
-    """The caller's response to a request from the bridge (Via, From, To, Call-ID, CSeq
-    copied), with a Contact and an SDP body when given."""
-    lines = [f"SIP/2.0 {status} {reason}"]
-    lines += [f"{name}: {value}" for name, value in request.headers
-              if name.lower() in ("via", "v", "from", "f", "to", "t", "call-id", "i", "cseq")]
-    if contact:
-        lines.append(f"Contact: {contact}")
-    if body:
-        lines.append("Content-Type: application/sdp")
-    lines.append(f"Content-Length: {len(body.encode())}")
-    return "\r\n".join(lines) + "\r\n\r\n" + body
-
-
-def next_message(probe: SipProbe, method: str, *, after_cseq: int,
-                 timeout: float) -> SipReply | None:
-    """The next ``method`` request with a CSeq above ``after_cseq`` (others skipped)."""
-    deadline = time.monotonic() + timeout
-    while (left := deadline - time.monotonic()) > 0:
-        msg = probe.recv(left)
-        if msg is None:
-            return None
-        if msg.method == method and msg.cseq[0] > after_cseq:
-            return msg
-    return None
 
 
 def answered_call(bridge: MockBridge, probe: SipProbe, expires: int) -> tuple[DialIn, SipReply]:
@@ -77,7 +55,7 @@ def test_without_update_the_bridge_refreshes_with_re_invite_and_the_call_stays_u
         refreshed_at: list[float] = []
         cseq = 0
         for _ in range(2):
-            reinvite = next_message(probe, "INVITE", after_cseq=cseq, timeout=2.0)
+            reinvite = probe.next_request("INVITE", after_cseq=cseq, timeout=2.0)
             assert reinvite is not None, "no re-INVITE within the session interval"
             refreshed_at.append(reinvite.received_at - answered)
             cseq = reinvite.cseq[0]
@@ -88,9 +66,9 @@ def test_without_update_the_bridge_refreshes_with_re_invite_and_the_call_stays_u
             assert f"tag={final.to_tag}" in (reinvite.header("from") or "")
             assert reinvite.header("contact")
             assert reinvite.body == final.body  # the answered SDP again, same o= version
-            probe.send(answer(reinvite, 200, "OK", contact=caller_contact(call),
+            probe.send(response_to(reinvite, 200, "OK", contact=caller_contact(call),
                               body=call.sdp()))
-            ack = next_message(probe, "ACK", after_cseq=cseq - 1, timeout=2.0)
+            ack = probe.next_request("ACK", after_cseq=cseq - 1, timeout=2.0)
             assert ack is not None and ack.cseq == (cseq, "ACK")
         assert 0.5 <= refreshed_at[0] < 2.0  # about half the interval, before it runs out
         assert refreshed_at[1] - refreshed_at[0] >= 0.5
@@ -109,16 +87,16 @@ def test_a_re_invite_refresh_answered_488_ends_the_call_with_bye_and_a_leave_web
             SipProbe(bridge.sip_host, bridge.sip_port) as probe:
         _, final = answered_call(bridge, probe, 2)
         answered = time.monotonic()
-        reinvite = next_message(probe, "INVITE", after_cseq=0, timeout=2.0)
+        reinvite = probe.next_request("INVITE", after_cseq=0, timeout=2.0)
         assert reinvite is not None
-        probe.send(answer(reinvite, 488, "Not Acceptable Here"))
-        ack = next_message(probe, "ACK", after_cseq=reinvite.cseq[0] - 1, timeout=2.0)
+        probe.send(response_to(reinvite, 488, "Not Acceptable Here"))
+        ack = probe.next_request("ACK", after_cseq=reinvite.cseq[0] - 1, timeout=2.0)
         assert ack is not None and ack.header("via") == reinvite.header("via")  # non-2xx ACK
-        bye = next_message(probe, "BYE", after_cseq=reinvite.cseq[0], timeout=3.0)
+        bye = probe.next_request("BYE", after_cseq=reinvite.cseq[0], timeout=3.0)
         assert bye is not None, "the unrefreshed session was not ended"
         assert bye.received_at - answered < 2.0 + 1.0  # at the expiry, one interval on
         assert "session timer expired" in (bye.header("reason") or "")
-        probe.send(answer(bye, 200, "OK"))
+        probe.send(response_to(bye, 200, "OK"))
         leave = receiver.wait_for("peer.leave.success", timeout=5.0)
         assert leave.data.get("reason") == "session timer expired"
         assert final.header("call-id") == bye.header("call-id")
@@ -131,7 +109,7 @@ def test_an_unanswered_re_invite_refresh_is_retransmitted_then_ends_the_call_at_
     with MockBridge(overrides=overrides, webhook_url=receiver.url) as bridge, \
             SipProbe(bridge.sip_host, bridge.sip_port) as probe:
         answered_call(bridge, probe, 3)  # refresh at 1.5 s; the session expires at 3 s
-        first = next_message(probe, "INVITE", after_cseq=0, timeout=3.0)
+        first = probe.next_request("INVITE", after_cseq=0, timeout=3.0)
         assert first is not None
         copies = [first.received_at]
         deadline = time.monotonic() + 3.0
@@ -151,6 +129,6 @@ def test_an_unanswered_re_invite_refresh_is_retransmitted_then_ends_the_call_at_
         gaps = [b - a for a, b in pairwise(copies)]
         assert len(copies) >= 5, copies
         assert max(gaps) > 2 * t2  # an INVITE's interval keeps doubling past T2
-        probe.send(answer(bye, 200, "OK"))
+        probe.send(response_to(bye, 200, "OK"))
         leave = receiver.wait_for("peer.leave.success", timeout=5.0)
         assert leave.data.get("reason") == "session refresh failed"

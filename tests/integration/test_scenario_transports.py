@@ -5,12 +5,7 @@
 from __future__ import annotations
 
 import dataclasses
-import os
-import shutil
-import signal
-import subprocess
-import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -196,22 +191,8 @@ def test_a_target_without_the_step_transport_skips_before_the_first_step(
     assert str(skipped.value) == f"steps[2].send (probe): transport tcp: {reason}"
 
 
-def test_the_catalogue_scenario_passes_through_the_conformance_plugin(tmp_path: Path) -> None:
-    folder = tmp_path / "scenarios" / "dialog"
-    folder.mkdir(parents=True)
-    shutil.copy(ROOT / "scenarios" / "schema.json", tmp_path / "scenarios" / "schema.json")
-    shutil.copy(CATALOGUE_SCENARIO, folder / CATALOGUE_SCENARIO.name)
-    (tmp_path / "pyproject.toml").write_text(
-        '[tool.pytest.ini_options]\naddopts = "--strict-markers"\n')
-    # Its own session, so that a run that hangs goes down with the mock bridge it started.
-    run = subprocess.Popen(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "scenarios", "-q", "-rA"],
-        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        start_new_session=True)
-    try:
-        out, err = run.communicate(timeout=120)
-    finally:
-        if run.poll() is None:
-            os.killpg(run.pid, signal.SIGKILL)
-            run.communicate()
-    assert run.returncode == 0 and "1 passed" in out, f"{out}\n{err}"
+def test_the_catalogue_scenario_passes_through_the_conformance_plugin(
+        run_scenario_files: Callable[[Mapping[str, str]], tuple[int, str]]) -> None:
+    status, out = run_scenario_files(
+        {f"dialog/{CATALOGUE_SCENARIO.name}": CATALOGUE_SCENARIO.read_text(encoding="utf-8")})
+    assert status == 0 and "1 passed" in out, out

@@ -181,3 +181,18 @@ def test_load_plans_read_weights_and_script_flows_that_are_not_dial_ins(tmp_path
     cancel = REPO / "scenarios" / "dialog" / "cancel_and_timers.yaml"
     if cancel.exists():
         assert as_load_plan(expand(load_scenario(cancel))[0]).scripted
+
+
+def test_a_load_process_freezes_its_start_heap_and_collects_rarely() -> None:
+    import gc
+
+    from sipharness.load.run import GC_THRESHOLDS, calm_garbage_collector
+
+    before = gc.get_threshold()
+    try:
+        calm_garbage_collector()
+        assert gc.get_freeze_count() > 0
+        assert gc.get_threshold() == GC_THRESHOLDS and GC_THRESHOLDS[0] > before[0]
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
